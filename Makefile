@@ -1,0 +1,45 @@
+# Two commands for newcomers: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.skseg-installed
+CONSTRAINTS := requirements/constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: install demo test unit docs docs-clean benchmark lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@echo ">>> creating $(VENV) and installing skseg with pinned dev dependencies ($(CONSTRAINTS))"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@echo ">>> segmenting scikit-image's sample photo with MeanShiftSegmenter (writes segmentation.png)"
+	$(VENV)/bin/skseg segment -o segmentation.png
+
+unit: $(STAMP)
+	@echo ">>> running the test suite (unit, property and doctests)"
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+docs: $(STAMP)
+	@echo ">>> building the Sphinx site with the executed example gallery (warnings are errors)"
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+test: unit docs
+
+docs-clean:
+	rm -rf docs/_build docs/auto_examples docs/generated docs/sg_execution_times.rst
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/meanshift.py
+	$(PY) benchmarks/segnet.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check skseg tests benchmarks examples
+
+clean: docs-clean
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis segmentation.png

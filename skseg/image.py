@@ -1,0 +1,193 @@
+"""Between RGB images and the feature matrices the estimators work on.
+
+These helpers reuse scikit-image (:func:`skimage.color.rgb2lab`,
+:func:`skimage.color.label2rgb`, :func:`skimage.segmentation.mark_boundaries`) and only add
+the reshaping and validation around them.
+"""
+
+import numpy as np
+from skimage import color, io, segmentation, util
+
+__all__ = [
+    "read_rgb_image",
+    "rgb_to_features",
+    "labels_to_image",
+    "segmentation_overview",
+]
+
+
+def _check_rgb(image):
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(
+            f"expected an RGB image of shape (height, width, 3), got shape {image.shape}"
+        )
+    if image.size == 0:
+        raise ValueError("the image is empty")
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"expected a numeric image, got dtype {image.dtype}")
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise ValueError("the image contains NaN or infinite values")
+        if image.min() < 0 or image.max() > 1:
+            raise ValueError("a floating-point RGB image must have values in [0, 1]")
+    return image
+
+
+def read_rgb_image(path):
+    """Read an image file as an RGB array.
+
+    RGBA files are composited on white; greyscale and other layouts are refused.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Image file in any format scikit-image can read (PNG, JPEG, TIFF, ...).
+
+    Returns
+    -------
+    image : ndarray of shape (height, width, 3)
+        The image in its stored dtype (usually uint8).
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read as an image or is not RGB.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skimage import data, io
+    >>> from skseg.image import read_rgb_image
+    >>> path = os.path.join(tempfile.mkdtemp(), "astronaut.png")
+    >>> io.imsave(path, data.astronaut()[:32, :32])
+    >>> read_rgb_image(path).shape
+    (32, 32, 3)
+    """
+    try:
+        image = io.imread(path)
+    except Exception as exc:  # imageio raises many types for unreadable files
+        raise ValueError(f"cannot read {str(path)!r} as an image: {exc}") from exc
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = color.rgba2rgb(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(
+            f"{str(path)!r} is not an RGB image: its pixel array has shape {image.shape}"
+        )
+    return image
+
+
+def rgb_to_features(image, *, spatial_scale=None):
+    """Per-pixel CIELAB features of an RGB image.
+
+    Parameters
+    ----------
+    image : array-like of shape (height, width, 3)
+        RGB image, integer or floating point in ``[0, 1]``.
+
+    spatial_scale : float or None, default=None
+        When given, append the pixel coordinates ``(row, col) * spatial_scale`` as two more
+        features, for joint spatial-range mean-shift (pixels then need to be close both in
+        colour and in position to share a segment). ``spatial_scale = bandwidth_colour /
+        bandwidth_space`` gives the spatial kernel a bandwidth of ``bandwidth_space``
+        pixels.
+
+    Returns
+    -------
+    features : ndarray of shape (height * width, 3) or (height * width, 5)
+        ``L*, a*, b*`` (and scaled coordinates), one row per pixel in row-major order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skseg.image import rgb_to_features
+    >>> image = np.zeros((2, 3, 3), dtype=np.uint8)
+    >>> image[0, 0] = 255
+    >>> rgb_to_features(image).round(1)[:2]
+    array([[100.,   0.,   0.],
+           [  0.,   0.,   0.]])
+    >>> rgb_to_features(image, spatial_scale=0.5).shape
+    (6, 5)
+    """
+    image = _check_rgb(image)
+    lab = color.rgb2lab(util.img_as_float(image))
+    features = lab.reshape(-1, 3)
+    if spatial_scale is not None:
+        rows, cols = np.indices(image.shape[:2])
+        coords = np.stack([rows.ravel(), cols.ravel()], axis=1) * float(spatial_scale)
+        features = np.hstack([features, coords])
+    return features
+
+
+def labels_to_image(labels, shape):
+    """Reshape a vector of per-pixel labels into a label map.
+
+    Parameters
+    ----------
+    labels : array-like of shape (height * width,)
+        One label per pixel in row-major order, as returned by
+        :meth:`~skseg.MeanShiftSegmenter.fit_predict` on :func:`rgb_to_features` output.
+
+    shape : tuple of int
+        ``(height, width)`` or the image's full shape ``(height, width, 3)``.
+
+    Returns
+    -------
+    label_map : ndarray of shape (height, width)
+
+    Examples
+    --------
+    >>> from skseg.image import labels_to_image
+    >>> labels_to_image([0, 0, 1, 1, 2, 2], (2, 3))
+    array([[0, 0, 1],
+           [1, 2, 2]])
+    """
+    labels = np.asarray(labels)
+    height, width = shape[:2]
+    if labels.ndim != 1 or labels.size != height * width:
+        raise ValueError(
+            f"expected {height * width} labels for a {height} x {width} image, "
+            f"got an array of shape {labels.shape}"
+        )
+    return labels.reshape(height, width)
+
+
+def segmentation_overview(image, label_map, *, boundary_color=(1.0, 1.0, 0.0)):
+    """Side-by-side picture: original | segments in their mean colour | boundaries.
+
+    Parameters
+    ----------
+    image : array-like of shape (height, width, 3)
+        The RGB image that was segmented.
+
+    label_map : array-like of shape (height, width)
+        Integer segment of every pixel.
+
+    boundary_color : tuple of 3 floats, default=(1, 1, 0)
+        RGB colour of the drawn boundaries.
+
+    Returns
+    -------
+    panel : ndarray of shape (height, 3 * width, 3), dtype uint8
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skseg.image import segmentation_overview
+    >>> image = np.zeros((4, 4, 3))
+    >>> image[:, 2:] = 1.0
+    >>> label_map = np.repeat([[0, 0, 1, 1]], 4, axis=0)
+    >>> segmentation_overview(image, label_map).shape
+    (4, 12, 3)
+    """
+    image = util.img_as_float(_check_rgb(image))
+    label_map = np.asarray(label_map)
+    if label_map.shape != image.shape[:2]:
+        raise ValueError(
+            f"label map of shape {label_map.shape} does not match the image's "
+            f"{image.shape[:2]}"
+        )
+    mean_colour = color.label2rgb(label_map, image, kind="avg", bg_label=-1)
+    boundaries = segmentation.mark_boundaries(image, label_map, color=boundary_color)
+    panel = np.concatenate([image, mean_colour, boundaries], axis=1)
+    return util.img_as_ubyte(np.clip(panel, 0, 1))

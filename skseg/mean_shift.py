@@ -1,0 +1,374 @@
+"""Gaussian mean-shift segmentation as a scikit-learn estimator."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.sparse.csgraph import connected_components
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.metrics import pairwise_distances_argmin, silhouette_score
+from sklearn.neighbors import radius_neighbors_graph
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from tqdm.auto import tqdm
+
+from ._device import resolve_device
+from ._mean_shift_backend import run_mean_shift
+
+__all__ = ["MeanShiftSegmenter", "silhouette_scorer"]
+
+_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
+    r"""Gaussian mean-shift clustering of pixel features, exact and fast.
+
+    Every step moves every point to the Gaussian-weighted mean of *all* points (infinite
+    radius)
+
+    .. math::
+
+        x_i \leftarrow \frac{\sum_j k(x_i, x_j)\, x_j}{\sum_j k(x_i, x_j)},
+        \qquad k(x, y) = \exp\!\Big(-\frac{\lVert x - y\rVert^2}{2 h^2}\Big),
+
+    with all points updated out of place, so the order of the samples never changes the
+    result. With ``algorithm="blurring"`` (the default) the data set itself moves:
+    Gaussian *blurring* mean-shift. With ``algorithm="standard"`` the sums run over the
+    fixed input data and the points climb its kernel density estimate (Comaniciu & Meer;
+    :class:`sklearn.cluster.MeanShift` with a Gaussian kernel).
+
+    Segments are formed from the shifted points by a documented rule: two shifted points
+    closer than ``cluster_radius * bandwidth`` belong to the same segment (single linkage,
+    i.e. connected components of that radius graph). Each segment's centre is the mean of
+    its shifted points (a mode of the density). As in :class:`sklearn.cluster.MeanShift`,
+    every sample is then labelled with its nearest centre, so ``predict(X_train)`` always
+    equals ``labels_``; centres that no sample is nearest to are dropped.
+
+    Read more in the :ref:`User Guide <mean_shift>`.
+
+    Parameters
+    ----------
+    bandwidth : float, default=2.5
+        Standard deviation :math:`h` of the Gaussian kernel, in feature units (CIELAB units
+        for colour features).
+
+    max_iter : int, default=20
+        Number of mean-shift steps.
+
+    tol : float, default=0.0
+        Stop early once no point moved by more than ``tol`` in a step. With ``0`` (the
+        reference behaviour) it stops only at an exact fixed point, where further steps
+        would not change anything, so the result equals running all ``max_iter`` steps.
+
+    algorithm : {"blurring", "standard"}, default="blurring"
+        ``"blurring"`` moves the whole point set (the reference algorithm);
+        ``"standard"`` moves copies of the points over the fixed input data.
+
+    cluster_radius : float, default=0.5
+        Shifted points closer than ``cluster_radius * bandwidth`` join one segment.
+
+    device : {"auto", "cpu", "cuda"}, default="auto"
+        Where the torch backend runs. ``"auto"`` uses a CUDA GPU when one is available.
+
+    batch_size : int, default=1024
+        Query rows per block. Memory of the backend is
+        ``O(batch_size * min(n_samples, 65536))``; the ``n x n`` weight matrix is never
+        formed.
+
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the computation. ``"float32"`` agrees with a float64 reference to
+        about ``1e-4`` feature units; ``"float64"`` to about ``1e-9``.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the subsample drawn by :meth:`score`.
+
+    verbose : bool, default=False
+        Show a progress bar over the steps.
+
+    Attributes
+    ----------
+    shifted_points_ : ndarray of shape (n_samples, n_features)
+        The points after the last step.
+
+    cluster_centers_ : ndarray of shape (n_segments, n_features)
+        Centre (mode) of every segment.
+
+    labels_ : ndarray of shape (n_samples,)
+        Segment of every training sample: the index of its nearest centre.
+
+    n_iter_ : int
+        Steps run (smaller than ``max_iter`` when ``tol`` stopped early or the points
+        reached a fixed point).
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    device_ : torch.device
+        Device the backend ran on.
+
+    See Also
+    --------
+    sklearn.cluster.MeanShift : Flat-kernel mean-shift with seeding and binning.
+    skseg.image.rgb_to_features : Turn an RGB image into the feature matrix this expects.
+
+    Notes
+    -----
+    **Why it is fast and still exact.** The backend (``skseg._mean_shift_backend``) uses
+    three reductions of work, none of which changes the result beyond float resolution:
+
+    1. *Multiplicities.* Exactly equal samples are a single point of weight ``k``. Points
+       whose positions agree to within a few hundred float ulps (``1e-4`` scaled units in
+       float32, ``1e-11`` in float64) have collapsed together; a blurring step moves
+       coincident points identically, so they are merged into one weighted point. Gaussian
+       blurring mean-shift collapses clusters at a cubic rate, so after a handful of steps
+       a 15,000-pixel image is a few dozen weighted points.
+    2. *Pruning.* Points are ordered along a k-d tree and processed in blocks; a block
+       meets only the blocks whose bounding boxes are within the cutoff radius. The cutoff
+       :math:`r` satisfies :math:`N e^{-r^2 / 2h^2} \le 10^{-7}`, so all the weight left
+       out moves any point by at most :math:`10^{-7}` of the data diameter.
+    3. *Blocking.* For each block, the exponent
+       :math:`-\lVert q - s\rVert^2 / 2h^2 + \log w_s` comes from one matrix product of
+       augmented coordinates (centred on the block for accuracy), is exponentiated in
+       place and reduced by a second product. Memory never exceeds one
+       ``batch_size x 65536`` block.
+
+    The tests compare the result with a plain float64 per-point loop of the reference
+    algorithm.
+
+    References
+    ----------
+    .. [1] D. Comaniciu and P. Meer, "Mean shift: a robust approach toward feature space
+       analysis", IEEE TPAMI 24(5), 2002.
+    .. [2] M. A. Carreira-Perpinan, "Fast nonparametric clustering with Gaussian blurring
+       mean-shift", ICML 2006.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skseg import MeanShiftSegmenter
+    >>> X = np.array([[0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [20.0, 20.0], [20.5, 20.0]])
+    >>> ms = MeanShiftSegmenter(bandwidth=1.0).fit(X)
+    >>> ms.labels_
+    array([0, 0, 0, 1, 1])
+    >>> ms.cluster_centers_.round(2)
+    array([[ 0.16,  0.16],
+           [20.25, 20.  ]])
+    >>> ms.predict([[1.0, 1.0], [19.0, 21.0]])
+    array([0, 1])
+    """
+
+    _parameter_constraints: dict = {
+        "bandwidth": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "algorithm": [StrOptions({"blurring", "standard"})],
+        "cluster_radius": [Interval(Real, 0, None, closed="neither")],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [StrOptions(set(_TORCH_DTYPES))],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        bandwidth=2.5,
+        *,
+        max_iter=20,
+        tol=0.0,
+        algorithm="blurring",
+        cluster_radius=0.5,
+        device="auto",
+        batch_size=1024,
+        dtype="float32",
+        random_state=None,
+        verbose=False,
+    ):
+        self.bandwidth = bandwidth
+        self.max_iter = max_iter
+        self.tol = tol
+        self.algorithm = algorithm
+        self.cluster_radius = cluster_radius
+        self.device = device
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Run mean-shift on ``X`` and form segments.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite numeric features, e.g. from :func:`skseg.image.rgb_to_features`.
+
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        self : MeanShiftSegmenter
+            The fitted estimator.
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        self.device_ = resolve_device(self.device)
+        with tqdm(
+            total=self.max_iter, desc="mean-shift", unit="step", disable=not self.verbose
+        ) as bar:
+
+            def progress(step, n_points):
+                bar.set_postfix(points=n_points, refresh=False)
+                bar.update(1)
+
+            shifted, self.n_iter_ = run_mean_shift(
+                X.astype(np.float64, copy=False),
+                bandwidth=float(self.bandwidth),
+                max_iter=self.max_iter,
+                tol=float(self.tol),
+                algorithm=self.algorithm,
+                batch_size=self.batch_size,
+                device=self.device_,
+                dtype=_TORCH_DTYPES[self.dtype],
+                progress=progress,
+            )
+        self.shifted_points_ = shifted
+        modes = _segment_modes(shifted, self.cluster_radius * self.bandwidth)
+        self.cluster_centers_ = modes
+        used, self.labels_ = np.unique(self._nearest_centre(X), return_inverse=True)
+        self.cluster_centers_ = modes[used]
+        return self
+
+    def predict(self, X):
+        """Index of the nearest cluster centre for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New samples.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Segment index of each sample.
+        """
+        return self._nearest_centre(self._validate_new(X))
+
+    def transform(self, X):
+        """Replace every sample by its segment's centre (posterization).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New samples.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_features)
+            ``cluster_centers_[predict(X)]``, in the floating dtype of ``X``.
+        """
+        X = self._validate_new(X)
+        return self.cluster_centers_[self._nearest_centre(X)].astype(X.dtype, copy=False)
+
+    def _validate_new(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def _nearest_centre(self, X):
+        return pairwise_distances_argmin(X, self.cluster_centers_.astype(X.dtype, copy=False))
+
+    def score(self, X, y=None):
+        """Silhouette of the segmentation of ``X``, on a subsample.
+
+        Used by :class:`~sklearn.model_selection.GridSearchCV` when no ``scoring`` is
+        given; see :func:`silhouette_scorer` for the rule.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to segment with :meth:`predict` and score.
+
+        y : Ignored
+            Not used, present for API consistency.
+
+        Returns
+        -------
+        score : float
+            In ``[-1, 1]``, higher is better.
+        """
+        return silhouette_scorer(self, X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+def _segment_modes(shifted, radius):
+    """Group shifted points closer than ``radius``; return each group's mean position."""
+    unique, inverse, counts = np.unique(
+        shifted, axis=0, return_inverse=True, return_counts=True
+    )
+    graph = radius_neighbors_graph(unique, radius, mode="connectivity", include_self=False)
+    n_groups, group = connected_components(graph, directed=False)
+    totals = np.zeros((n_groups, shifted.shape[1]))
+    np.add.at(totals, group, unique * counts[:, None])
+    sizes = np.bincount(group, weights=counts, minlength=n_groups)
+    modes = totals / sizes[:, None]
+    # a deterministic order that does not depend on the order of the samples
+    return modes[np.lexsort(modes.T[::-1])]
+
+
+def silhouette_scorer(estimator, X, y=None, *, sample_size=2000):
+    """Unsupervised score for model selection of mean-shift segmenters.
+
+    The silhouette coefficient (:func:`sklearn.metrics.silhouette_score`) of the labels the
+    fitted ``estimator`` predicts for ``X``, on a random subsample of ``sample_size``
+    samples drawn with the estimator's ``random_state`` (the silhouette costs
+    ``O(n^2)``). It rewards compact, well-separated segments and needs no ground truth,
+    which makes :class:`~sklearn.model_selection.GridSearchCV` over ``bandwidth``
+    meaningful. A segmentation with a single segment, or with one segment per sample, has
+    no silhouette; it scores ``-1``, the worst value, so the search never prefers it.
+
+    Parameters
+    ----------
+    estimator : MeanShiftSegmenter
+        A fitted segmenter (any fitted clusterer with ``predict`` works).
+
+    X : array-like of shape (n_samples, n_features)
+        Samples to score.
+
+    y : Ignored
+        Not used, present for the scorer signature.
+
+    sample_size : int, default=2000
+        Size of the subsample.
+
+    Returns
+    -------
+    score : float
+        Silhouette coefficient in ``[-1, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skseg import MeanShiftSegmenter
+    >>> from skseg.mean_shift import silhouette_scorer
+    >>> X = np.r_[np.zeros((5, 2)), np.full((5, 2), 10.0)]
+    >>> X[::2] += 0.1
+    >>> ms = MeanShiftSegmenter(bandwidth=1.0, random_state=0).fit(X)
+    >>> round(silhouette_scorer(ms, X), 3)
+    0.99
+    """
+    labels = estimator.predict(X)
+    X = np.asarray(X, dtype=np.float64)
+    rng = check_random_state(getattr(estimator, "random_state", None))
+    if len(X) > sample_size:
+        idx = rng.choice(len(X), sample_size, replace=False)
+        X, labels = X[idx], labels[idx]
+    n_labels = len(np.unique(labels))
+    if n_labels < 2 or n_labels >= len(X):
+        return -1.0
+    return float(silhouette_score(X, labels))

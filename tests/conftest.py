@@ -1,0 +1,22 @@
+import numpy as np
+import pytest
+import torch
+from skimage import color, data, transform
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def coffee_lab_small():
+    """CIELAB pixels of scikit-image's coffee photo at 1/15 size (1,600 points)."""
+    image = transform.rescale(data.coffee(), 1 / 15, channel_axis=-1, anti_aliasing=True)
+    return color.rgb2lab(image).reshape(-1, 3)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU available")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,34 @@
+"""Independent plain-numpy reference implementations used by the tests."""
+
+import numpy as np
+
+
+def blurring_mean_shift_reference(X, bandwidth=2.5, n_steps=20):
+    """The reference algorithm, written as plainly as the assignment's pseudo-code.
+
+    For every point, the distance to all points, a Gaussian weight of that distance, the
+    weighted mean; all points are updated out of place. float64 throughout.
+    """
+    points = np.array(X, dtype=np.float64)
+    for _ in range(n_steps):
+        new_points = np.empty_like(points)
+        for i in range(len(points)):
+            distances = np.sqrt(((points - points[i]) ** 2).sum(axis=1))
+            weights = np.exp(-(distances**2) / (2 * bandwidth**2))
+            new_points[i] = (weights[:, None] * points).sum(axis=0) / weights.sum()
+        points = new_points
+    return points
+
+
+def standard_mean_shift_reference(X, bandwidth=2.5, n_steps=20):
+    """Gaussian mean-shift over the fixed data: each point climbs the density of ``X``."""
+    data = np.array(X, dtype=np.float64)
+    points = data.copy()
+    for _ in range(n_steps):
+        new_points = np.empty_like(points)
+        for i in range(len(points)):
+            distances = np.sqrt(((data - points[i]) ** 2).sum(axis=1))
+            weights = np.exp(-(distances**2) / (2 * bandwidth**2))
+            new_points[i] = (weights[:, None] * data).sum(axis=0) / weights.sum()
+        points = new_points
+    return points

@@ -1,0 +1,203 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from skseg import MeanShiftSegmenter
+from skseg import _mean_shift_backend as backend
+
+from .reference import blurring_mean_shift_reference, standard_mean_shift_reference
+
+
+@pytest.fixture(scope="module")
+def coffee_reference(coffee_lab_small):
+    return blurring_mean_shift_reference(coffee_lab_small)
+
+
+def test_blurring_float32_matches_reference(coffee_lab_small, coffee_reference):
+    ms = MeanShiftSegmenter(device="cpu").fit(coffee_lab_small)
+    assert ms.shifted_points_.dtype == np.float32
+    assert ms.n_iter_ == 20
+    np.testing.assert_allclose(ms.shifted_points_, coffee_reference, rtol=0, atol=1e-3)
+
+
+def test_blurring_float64_matches_reference(coffee_lab_small, coffee_reference):
+    ms = MeanShiftSegmenter(device="cpu", dtype="float64").fit(coffee_lab_small)
+    np.testing.assert_allclose(ms.shifted_points_, coffee_reference, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("bandwidth", [1.0, 6.0])
+def test_blurring_matches_reference_other_bandwidths(coffee_lab_small, bandwidth):
+    X = coffee_lab_small[::4]
+    expected = blurring_mean_shift_reference(X, bandwidth=bandwidth, n_steps=10)
+    ms = MeanShiftSegmenter(bandwidth, max_iter=10, device="cpu").fit(X)
+    np.testing.assert_allclose(ms.shifted_points_, expected, rtol=0, atol=1e-3)
+
+
+def test_standard_matches_reference(coffee_lab_small):
+    X = coffee_lab_small[::3]
+    expected = standard_mean_shift_reference(X, bandwidth=2.5, n_steps=20)
+    ms = MeanShiftSegmenter(algorithm="standard", device="cpu", dtype="float64").fit(X)
+    np.testing.assert_allclose(ms.shifted_points_, expected, rtol=0, atol=1e-9)
+    ms32 = MeanShiftSegmenter(algorithm="standard", device="cpu").fit(X)
+    np.testing.assert_allclose(ms32.shifted_points_, expected, rtol=0, atol=1e-3)
+
+
+def test_pruned_blocks_match_dense_weighted_means():
+    # far-apart clusters in 2-D: most block pairs are pruned, results must not change
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-60, 60, size=(12, 2))
+    Y = np.concatenate([c + rng.normal(scale=0.8, size=(150, 2)) for c in centres])
+    w = rng.integers(1, 4, size=len(Y)).astype(np.float64)
+    d2 = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+    K = np.exp(-d2) * w
+    expected = K @ Y / K.sum(1, keepdims=True)
+    cutoff = backend.prune_cutoff(w.sum())
+    keep = backend._box_gaps(*_boxes(Y), *_boxes(Y)) < cutoff
+    assert not keep.all(), "the test data must exercise pruning"
+    got = backend.weighted_means(
+        torch.as_tensor(Y), torch.as_tensor(Y), torch.as_tensor(w), cutoff, 300, same=True
+    )
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-10)
+
+
+def _boxes(points):
+    order, starts = backend.kd_leaves(points)
+    return backend._leaf_boxes(points[order], starts)
+
+
+def test_column_chunks_match_single_block(coffee_lab_small, monkeypatch):
+    X = coffee_lab_small[::2]
+    full = MeanShiftSegmenter(max_iter=5, device="cpu", dtype="float64").fit(X)
+    monkeypatch.setattr(backend, "MAX_COLUMNS", 64)
+    chunked = MeanShiftSegmenter(max_iter=5, batch_size=8, device="cpu", dtype="float64")
+    chunked.fit(X)
+    np.testing.assert_allclose(chunked.shifted_points_, full.shifted_points_, atol=1e-10)
+
+
+def test_kd_leaves_is_a_partition():
+    points = np.random.default_rng(1).normal(size=(1000, 3))
+    order, starts = backend.kd_leaves(points, leaf_size=50)
+    assert sorted(order) == list(range(1000))
+    assert starts[0] == 0 and starts[-1] == 1000
+    assert np.diff(starts).max() <= 50
+
+
+def test_prune_cutoff_bounds_the_left_out_weight():
+    for n in [10, 15_000, 10**7]:
+        cutoff = backend.prune_cutoff(n)
+        assert n * np.exp(-cutoff) <= backend.PRUNE_RELATIVE_ERROR * (1 + 1e-9)
+
+
+def test_merge_coincident_keeps_weighted_means():
+    points = torch.tensor([[0.0, 0.0], [1e-7, 0.0], [5.0, 5.0]], dtype=torch.float64)
+    weights = torch.tensor([1.0, 3.0, 2.0], dtype=torch.float64)
+    inverse = torch.tensor([0, 1, 2, 2])
+    merged, w, inv = backend.merge_coincident(points, weights, inverse, 1e-4)
+    assert len(merged) == 2
+    np.testing.assert_allclose(w.sum(), 6.0)
+    assert inv[0] == inv[1] != inv[2] == inv[3]
+    np.testing.assert_allclose(merged[inv[0]].numpy(), [0.75e-7, 0.0])
+
+
+def test_tol_stops_early_and_max_iter_zero_keeps_points(coffee_lab_small):
+    X = coffee_lab_small[::8]
+    early = MeanShiftSegmenter(tol=0.5, device="cpu").fit(X)
+    assert 1 <= early.n_iter_ < 20
+    still = MeanShiftSegmenter(max_iter=0, device="cpu", dtype="float64").fit(X)
+    assert still.n_iter_ == 0
+    np.testing.assert_allclose(still.shifted_points_, X, atol=1e-12)
+
+
+def test_segments_follow_the_cluster_radius_rule():
+    X = np.array([[0.0], [0.1], [3.0], [3.1], [40.0]])
+    # after shifting with a tiny bandwidth nothing moves; groups are decided by the radius
+    apart = MeanShiftSegmenter(bandwidth=0.05, cluster_radius=10.0).fit(X)
+    assert len(apart.cluster_centers_) == 3  # 0.5-wide gaps joined, 2.9 and 36.9 not
+    joined = MeanShiftSegmenter(bandwidth=0.05, cluster_radius=100.0).fit(X)
+    assert len(joined.cluster_centers_) == 2
+
+
+def test_predict_transform_and_fit_transform_agree(coffee_lab_small):
+    X = coffee_lab_small
+    ms = MeanShiftSegmenter(device="cpu").fit(X)
+    np.testing.assert_array_equal(ms.predict(X), ms.labels_)
+    distances = ((X[:, None, :] - ms.cluster_centers_[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(ms.labels_, distances.argmin(1))
+    posterized = ms.transform(X)
+    np.testing.assert_array_equal(posterized, ms.cluster_centers_[ms.labels_])
+    np.testing.assert_array_equal(
+        MeanShiftSegmenter(device="cpu").fit_transform(X), posterized
+    )
+    assert np.bincount(ms.labels_).min() > 0  # no empty segment
+
+
+def test_verbose_shows_progress_and_quiet_is_silent(coffee_lab_small, capsys):
+    MeanShiftSegmenter(max_iter=3, verbose=True, device="cpu").fit(coffee_lab_small[:50])
+    assert "mean-shift" in capsys.readouterr().err
+    MeanShiftSegmenter(max_iter=3, device="cpu").fit(coffee_lab_small[:50])
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        ([[0.0, np.nan]], "NaN"),
+        ([[0.0, np.inf]], "infinity"),
+        (np.empty((0, 3)), "0 sample"),
+        ([1.0, 2.0, 3.0], "Expected 2D array"),
+        (np.zeros((2, 2, 2)), "dim 3"),
+        ([["a", "b"]], "string"),
+        (np.array([[1 + 1j, 0]]), "Complex"),
+    ],
+)
+def test_bad_input_names_the_problem(X, message):
+    with pytest.raises(ValueError, match=message):
+        MeanShiftSegmenter().fit(X)
+
+
+@pytest.mark.parametrize("bandwidth", [0.0, -1.0])
+def test_non_positive_bandwidth_is_rejected(bandwidth):
+    with pytest.raises(ValueError, match="bandwidth"):
+        MeanShiftSegmenter(bandwidth=bandwidth).fit([[0.0], [1.0]])
+
+
+def test_predict_checks_the_number_of_features():
+    ms = MeanShiftSegmenter().fit([[0.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="features"):
+        ms.predict([[0.0, 0.0, 0.0]])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_says_so():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        MeanShiftSegmenter(device="cuda").fit([[0.0], [1.0]])
+
+
+@pytest.mark.cuda
+def test_cuda_matches_reference(coffee_lab_small, coffee_reference):
+    ms = MeanShiftSegmenter(device="cuda").fit(coffee_lab_small)
+    assert ms.device_.type == "cuda"
+    np.testing.assert_allclose(ms.shifted_points_, coffee_reference, rtol=0, atol=1e-3)
+    ms64 = MeanShiftSegmenter(device="cuda", dtype="float64").fit(coffee_lab_small)
+    np.testing.assert_allclose(ms64.shifted_points_, coffee_reference, rtol=0, atol=1e-9)
+
+
+def test_pipeline_and_grid_search_over_bandwidth(coffee_lab_small):
+    X = coffee_lab_small[::4]
+    pipe = make_pipeline(FunctionTransformer(), MeanShiftSegmenter(device="cpu"))
+    labels = pipe.fit_predict(X)
+    assert labels.shape == (len(X),)
+    search = GridSearchCV(
+        MeanShiftSegmenter(max_iter=10, device="cpu", random_state=0),
+        param_grid={"bandwidth": [0.5, 4.0, 200.0]},
+        cv=2,
+    )
+    search.fit(X)
+    # a huge bandwidth makes one segment, which scores the worst silhouette (-1)
+    scores = dict(zip([0.5, 4.0, 200.0], search.cv_results_["mean_test_score"]))
+    assert scores[200.0] == -1.0
+    assert search.best_params_["bandwidth"] != 200.0
