@@ -201,3 +201,17 @@ def test_pipeline_and_grid_search_over_bandwidth(coffee_lab_small):
     scores = dict(zip([0.5, 4.0, 200.0], search.cv_results_["mean_test_score"]))
     assert scores[200.0] == -1.0
     assert search.best_params_["bandwidth"] != 200.0
+
+
+def test_clustering_separates_blobs_at_a_fitting_bandwidth():
+    # the property sklearn's check_clustering tests, with a bandwidth suited to its data
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_blobs(n_samples=50, random_state=1)
+    X = StandardScaler().fit_transform(X)
+    ms = MeanShiftSegmenter(bandwidth=0.3, device="cpu").fit(X)
+    assert ms.labels_.dtype.kind == "i"
+    assert adjusted_rand_score(y, ms.labels_) > 0.4
+    np.testing.assert_array_equal(ms.fit_predict(X), ms.labels_)

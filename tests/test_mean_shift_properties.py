@@ -1,0 +1,77 @@
+"""Hypothesis properties of mean-shift that hold for any input."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from skseg import MeanShiftSegmenter
+
+SETTINGS = settings(max_examples=25, deadline=None)
+
+
+@st.composite
+def point_sets(draw, max_points=40):
+    n = draw(st.integers(1, max_points))
+    d = draw(st.integers(1, 3))
+    coords = st.floats(-30, 30, allow_nan=False, allow_infinity=False, width=64)
+    return draw(arrays(np.float64, (n, d), elements=coords))
+
+
+def fit(X, **params):
+    params = {"max_iter": 8, "device": "cpu", "dtype": "float64", **params}
+    return MeanShiftSegmenter(**params).fit(X)
+
+
+@SETTINGS
+@given(point_sets(), st.randoms(use_true_random=False))
+def test_permutation_equivariance(X, rnd):
+    perm = np.array(rnd.sample(range(len(X)), len(X)))
+    ms = fit(X)
+    np.testing.assert_allclose(fit(X[perm]).shifted_points_, ms.shifted_points_[perm])
+
+
+@SETTINGS
+@given(point_sets(), st.floats(-100, 100), st.sampled_from(["blurring", "standard"]))
+def test_translation_equivariance(X, offset, algorithm):
+    ms = fit(X, algorithm=algorithm)
+    moved = fit(X + offset, algorithm=algorithm)
+    np.testing.assert_allclose(moved.shifted_points_, ms.shifted_points_ + offset, atol=1e-6)
+
+
+@SETTINGS
+@given(point_sets(), st.floats(0.1, 10.0))
+def test_scaling_data_and_bandwidth_scales_the_result(X, factor):
+    ms = fit(X, bandwidth=2.5)
+    scaled = fit(X * factor, bandwidth=2.5 * factor)
+    np.testing.assert_allclose(
+        scaled.shifted_points_, ms.shifted_points_ * factor, atol=1e-6 * factor
+    )
+
+
+@SETTINGS
+@given(point_sets(), st.sampled_from(["blurring", "standard"]), st.sampled_from(["float32", "float64"]))
+def test_results_stay_inside_the_bounding_box(X, algorithm, dtype):
+    shifted = fit(X, algorithm=algorithm, dtype=dtype).shifted_points_
+    slack = 1e-4 if dtype == "float32" else 1e-9
+    assert (shifted >= X.min(axis=0) - slack).all()
+    assert (shifted <= X.max(axis=0) + slack).all()
+
+
+@SETTINGS
+@given(point_sets(max_points=20), st.integers(1, 4), st.sampled_from(["float32", "float64"]))
+def test_identical_inputs_stay_identical(X, copies, dtype):
+    doubled = np.concatenate([X] * (copies + 1))
+    shifted = fit(doubled, dtype=dtype).shifted_points_.reshape(copies + 1, len(X), -1)
+    for copy in shifted[1:]:
+        np.testing.assert_array_equal(copy, shifted[0])
+
+
+@SETTINGS
+@given(point_sets(), st.floats(0.2, 20.0))
+def test_segments_at_most_samples_and_predict_matches_labels(X, bandwidth):
+    ms = fit(X, bandwidth=bandwidth, dtype="float32")
+    assert 1 <= len(ms.cluster_centers_) <= len(X)
+    assert ms.labels_.shape == (len(X),)
+    np.testing.assert_array_equal(ms.predict(X), ms.labels_)
+    assert set(ms.labels_) == set(range(len(ms.cluster_centers_)))
