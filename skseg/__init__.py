@@ -1,7 +1,8 @@
 """skseg: image segmentation estimators for the scikit-learn world."""
 
 from .mean_shift import MeanShiftSegmenter
+from .segnet import SegNetSegmenter
 
 __version__ = "0.1.0"
 
-__all__ = ["MeanShiftSegmenter", "__version__"]
+__all__ = ["MeanShiftSegmenter", "SegNetSegmenter", "__version__"]

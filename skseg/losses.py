@@ -1,0 +1,70 @@
+"""Per-pixel losses for segmentation."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["CrossEntropy2D"]
+
+
+class CrossEntropy2D(nn.Module):
+    """Per-pixel cross-entropy between class scores and a label map.
+
+    Parameters
+    ----------
+    ignore_index : int, default=255
+        Target value whose pixels do not contribute to the loss.
+
+    reduction : {"mean", "sum", "none"}, default="mean"
+        As in :func:`torch.nn.functional.cross_entropy` ("mean" averages over the pixels
+        that are not ignored).
+
+    weight : Tensor of shape (n_classes,) or None, default=None
+        Class weights.
+
+    resize_scores : bool, default=True
+        When scores and target differ in size: ``True`` upsamples the scores bilinearly to
+        the target's size; ``False`` downsamples the target with nearest neighbour to the
+        scores' size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skseg.losses import CrossEntropy2D
+    >>> scores = torch.zeros(1, 3, 4, 4)
+    >>> target = torch.zeros(1, 8, 8, dtype=torch.long)
+    >>> CrossEntropy2D()(scores, target)
+    tensor(1.0986)
+    """
+
+    def __init__(self, ignore_index=255, reduction="mean", weight=None, resize_scores=True):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.resize_scores = resize_scores
+        self.register_buffer("weight", None if weight is None else torch.as_tensor(weight))
+
+    def forward(self, scores, target):
+        """Loss of ``scores`` (n, C, h, w) against ``target`` (n, H, W)."""
+        if scores.ndim != 4 or target.ndim != 3 or scores.shape[0] != target.shape[0]:
+            raise ValueError(
+                "expected scores of shape (n, classes, h, w) and a target of shape (n, H, W), "
+                f"got {tuple(scores.shape)} and {tuple(target.shape)}"
+            )
+        target = target.long()
+        if scores.shape[-2:] != target.shape[-2:]:
+            if self.resize_scores:
+                scores = F.interpolate(
+                    scores, size=target.shape[-2:], mode="bilinear", align_corners=False
+                )
+            else:
+                target = F.interpolate(
+                    target[:, None].float(), size=scores.shape[-2:], mode="nearest"
+                )[:, 0].long()
+        return F.cross_entropy(
+            scores.float(),
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )

@@ -1,0 +1,557 @@
+"""SegNet semantic segmentation as a scikit-learn estimator, built on skorch."""
+
+import math
+from numbers import Integral
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+from skorch.callbacks import LRScheduler, ProgressBar
+from skorch.dataset import ValidSplit
+from sklearn.utils.validation import check_is_fitted
+
+from ._device import resolve_device
+from .losses import CrossEntropy2D
+from .metrics import confusion_matrix_iou, mean_iou
+from .segnet_model import SegNetLite
+
+__all__ = ["SegNetSegmenter"]
+
+# constructor parameters that save() stores; classes and callables are not stored
+_SAVED_PARAMS = (
+    "width",
+    "depth",
+    "lr",
+    "max_epochs",
+    "batch_size",
+    "validation_fraction",
+    "lr_schedule",
+    "weight_decay",
+    "mixed_precision",
+    "channels_last",
+    "image_shape",
+    "ignore_index",
+    "random_state",
+)
+
+
+class SegNetSegmenter(NeuralNet):
+    """Semantic segmentation with a simplified SegNet, trained by skorch.
+
+    A :class:`skorch.NeuralNet` (so skorch's callbacks, ``history``,
+    ``save_params``/``load_params`` all work) around :class:`~skseg.segnet_model.SegNetLite`,
+    trained with the per-pixel :class:`~skseg.losses.CrossEntropy2D` and scored by
+    :func:`~skseg.metrics.mean_iou`. It is a scikit-learn estimator: it clones, works in
+    :class:`~sklearn.pipeline.Pipeline` and
+    :class:`~sklearn.model_selection.GridSearchCV` (``scoring=skseg.metrics.iou_scorer``).
+
+    Read more in the :ref:`User Guide <segnet>`.
+
+    Parameters
+    ----------
+    module : type, default=SegNetLite
+        Network class; called with ``in_channels``, ``n_classes``, ``width``, ``depth``
+        and any ``module__*`` parameters.
+
+    width : int, default=32
+        Channels of the first encoder block (doubled per level).
+
+    depth : int, default=4
+        Encoder levels; image sides must be divisible by ``2**depth``.
+
+    criterion : type, default=CrossEntropy2D
+        Loss class; ``criterion__*`` parameters reach it (``ignore_index`` is passed).
+
+    optimizer : type, default=torch.optim.AdamW
+        Optimizer class; ``optimizer__*`` parameters reach it.
+
+    lr : float, default=3e-3
+        Learning rate (the peak rate of the one-cycle schedule).
+
+    max_epochs : int, default=10
+        Passes over the training data.
+
+    batch_size : int, default=32
+        Images per batch.
+
+    validation_fraction : float, default=0.1
+        Share of the training images held out to report ``valid_loss`` and ``valid_miou``
+        every epoch; 0 trains on everything.
+
+    lr_schedule : {"onecycle", "constant"}, default="onecycle"
+        ``"onecycle"`` runs :class:`torch.optim.lr_scheduler.OneCycleLR` over the
+        ``max_epochs`` of one :meth:`fit` (stepped every batch).
+
+    weight_decay : float, default=1e-4
+        Decoupled weight decay of AdamW.
+
+    mixed_precision : bool, default=False
+        Run the network under bfloat16 autocast (CPU or CUDA). On CPUs with AVX-512 BF16
+        or AMX this trains about 1.7x faster.
+
+    channels_last : bool, default=True
+        Use the channels-last memory format, which oneDNN and cuDNN convolutions prefer.
+
+    image_shape : tuple of int or None, default=None
+        ``(H, W)`` or ``(C, H, W)`` to accept flattened images: ``X`` of shape
+        ``(n, C * H * W)`` and ``y`` of shape ``(n, H * W)``; predictions then come back
+        flattened too.
+
+    ignore_index : int, default=255
+        Label of pixels that neither count in the loss nor in the score.
+
+    device : str, default="cpu"
+        Torch device, e.g. ``"cpu"``, ``"cuda"`` or ``"cuda:1"``.
+
+    random_state : int or None, default=None
+        Seeds weight initialisation, shuffling and the validation split.
+
+    verbose : int, default=1
+        1 prints a table per epoch and shows a progress bar over the batches; 0 is silent.
+
+    **kwargs
+        Any other :class:`skorch.NeuralNet` parameter (``callbacks``, ``iterator_train__*``,
+        ``warm_start``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Labels seen in ``fit`` (``ignore_index`` excluded).
+
+    n_features_in_ : int
+        Values per image (``C * H * W``) seen in ``fit``.
+
+    image_shape_ : tuple of int
+        ``(C, H, W)`` of the training images.
+
+    module_ : torch.nn.Module
+        The trained network.
+
+    history_ : skorch.History
+        Per-epoch ``train_loss``, ``valid_loss`` and ``valid_miou``.
+
+    Examples
+    --------
+    >>> from skseg import SegNetSegmenter
+    >>> from skseg.datasets import load_digits_standin, make_multidigit_mnist
+    >>> digits, labels = load_digits_standin()
+    >>> X, y = make_multidigit_mnist(16, digits=digits, labels=labels, image_size=32,
+    ...                              max_digits=1, random_state=0)
+    >>> seg = SegNetSegmenter(width=4, depth=2, max_epochs=1, verbose=0, random_state=0)
+    >>> seg.fit(X, y).predict(X).shape
+    (16, 32, 32)
+    >>> seg.predict_proba(X[:2]).shape[:2]
+    (2, 11)
+    """
+
+    def __init__(
+        self,
+        module=SegNetLite,
+        *,
+        width=32,
+        depth=4,
+        criterion=CrossEntropy2D,
+        optimizer=torch.optim.AdamW,
+        lr=3e-3,
+        max_epochs=10,
+        batch_size=32,
+        validation_fraction=0.1,
+        lr_schedule="onecycle",
+        weight_decay=1e-4,
+        mixed_precision=False,
+        channels_last=True,
+        image_shape=None,
+        ignore_index=255,
+        device="cpu",
+        random_state=None,
+        verbose=1,
+        **kwargs,
+    ):
+        super().__init__(
+            module,
+            criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=None,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.width = width
+        self.depth = depth
+        self.validation_fraction = validation_fraction
+        self.lr_schedule = lr_schedule
+        self.weight_decay = weight_decay
+        self.mixed_precision = mixed_precision
+        self.channels_last = channels_last
+        self.image_shape = image_shape
+        self.ignore_index = ignore_index
+        self.random_state = random_state
+
+    # ----------------------------------------------------------------- validation
+    def _check_params(self):
+        for name, low in [("width", 1), ("depth", 1), ("max_epochs", 0), ("batch_size", 1)]:
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}"
+            )
+        if self.lr_schedule not in ("onecycle", "constant"):
+            raise ValueError(
+                f"lr_schedule must be 'onecycle' or 'constant', got {self.lr_schedule!r}"
+            )
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+
+    def _check_X(self, X, reset):
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"X must hold numbers, got dtype {X.dtype}")
+        if X.size == 0 or len(X) == 0:
+            raise ValueError(f"X is empty (shape {X.shape})")
+        if self.image_shape is not None:
+            shape = tuple(self.image_shape)
+            shape = (1, *shape) if len(shape) == 2 else shape
+            if X.ndim != 2 or X.shape[1] != math.prod(shape):
+                raise ValueError(
+                    f"with image_shape={self.image_shape}, X must have shape "
+                    f"(n_samples, {math.prod(shape)}), got {X.shape}"
+                )
+            X = X.reshape(len(X), *shape)
+        elif X.ndim == 3:
+            X = X[:, None]
+        elif X.ndim != 4:
+            raise ValueError(
+                "X must be images of shape (n, H, W) or (n, C, H, W) (or flattened images "
+                f"with the image_shape parameter), got an array of shape {X.shape}"
+            )
+        X = X.astype(np.float32, copy=False)
+        if not np.isfinite(X).all():
+            raise ValueError("X contains NaN or infinity")
+        factor = 2**self.depth
+        if X.shape[-2] % factor or X.shape[-1] % factor:
+            raise ValueError(
+                f"image size {X.shape[-2]} x {X.shape[-1]} cannot be pooled {self.depth} "
+                f"times: height and width must be divisible by 2**depth = {factor}"
+            )
+        if reset:
+            self.image_shape_ = X.shape[1:]
+            self.n_features_in_ = math.prod(X.shape[1:])
+        elif X.shape[1] != self.image_shape_[0]:
+            raise ValueError(
+                f"X has {X.shape[1]} channels, but {type(self).__name__} was fitted on "
+                f"{self.image_shape_[0]}"
+            )
+        return X
+
+    def _check_y(self, y, X):
+        y = np.asarray(y)
+        if y.dtype.kind not in "biu" and not (
+            y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all()
+        ):
+            raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+        expected = (len(X), *X.shape[2:])
+        if y.shape != expected and y.reshape(len(y), -1).shape != (len(X), math.prod(X.shape[2:])):
+            raise ValueError(
+                f"y must be a label map of shape {expected} for X of shape "
+                f"{X.shape}, got {y.shape}"
+            )
+        return y.reshape(expected).astype(np.int64)
+
+    # ------------------------------------------------------------------- skorch hooks
+    def initialize_module(self):
+        kwargs = {
+            "in_channels": self.image_shape_[0],
+            "n_classes": len(self.classes_),
+            "width": self.width,
+            "depth": self.depth,
+            **self.get_params_for("module"),
+        }
+        module = self.initialized_instance(self.module, kwargs)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module_ = module
+        return self
+
+    def initialize_criterion(self):
+        kwargs = {"ignore_index": self.ignore_index, **self.get_params_for("criterion")}
+        self.criterion_ = self.initialized_instance(self.criterion, kwargs)
+        return self
+
+    def initialize_optimizer(self, triggered_directly=None):
+        params = self.get_params_for("optimizer")
+        if self.optimizer is torch.optim.AdamW:
+            params.setdefault("weight_decay", self.weight_decay)
+        named = self.get_all_learnable_params()
+        args, kwargs = self.get_params_for_optimizer("optimizer", named)
+        self.optimizer_ = self.optimizer(*args, **{**kwargs, **params})
+        return self
+
+    @property
+    def _default_callbacks(self):
+        callbacks = list(super()._default_callbacks)
+        if self.verbose:
+            callbacks.insert(-1, ("progress_bar", ProgressBar()))
+        if self.lr_schedule == "onecycle" and self.max_epochs > 0:
+            steps = max(1, math.ceil(getattr(self, "n_train_", 1) / self.batch_size))
+            callbacks.insert(
+                0,
+                (
+                    "lr_schedule",
+                    LRScheduler(
+                        torch.optim.lr_scheduler.OneCycleLR,
+                        max_lr=self.lr,
+                        epochs=self.max_epochs,
+                        steps_per_epoch=steps,
+                        pct_start=0.2,
+                        step_every="batch",
+                    ),
+                ),
+            )
+        return callbacks
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        dataset = self.get_dataset(X, y)
+        if not self.validation_fraction:
+            return dataset, None
+        split = ValidSplit(self.validation_fraction, random_state=self.random_state)
+        return split(dataset, y)
+
+    def infer(self, x, **fit_params):
+        x = torch.as_tensor(x, device=self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        device_type = torch.device(self.device).type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.mixed_precision):
+            return self.module_(x, **fit_params)
+
+    def validation_step(self, batch, **fit_params):
+        step = super().validation_step(batch, **fit_params)
+        _, yb = batch
+        yb = yb.to(step["y_pred"].device)
+        keep = yb != self.ignore_index
+        n = len(self.classes_)
+        codes = yb[keep] * n + step["y_pred"].argmax(1)[keep]
+        self.valid_confusion_ += torch.bincount(codes, minlength=n * n).reshape(n, n).cpu()
+        return step
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
+        n = len(self.classes_)
+        self.valid_confusion_ = torch.zeros(n, n, dtype=torch.int64)
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
+        if dataset_valid is not None:
+            iou = confusion_matrix_iou(self.valid_confusion_.numpy())
+            self.history.record("valid_miou", float(np.nanmean(iou)))
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, X, y, **fit_params):
+        """Train the network on images ``X`` and label maps ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W) or (n, C, H, W)
+            Images (float); flattened ``(n, C * H * W)`` with ``image_shape``.
+
+        y : array-like of shape (n, H, W)
+            Integer class of every pixel; ``ignore_index`` marks pixels to ignore.
+
+        **fit_params : dict
+            Passed on to :meth:`skorch.NeuralNet.fit`.
+
+        Returns
+        -------
+        self : SegNetSegmenter
+            The fitted estimator.
+        """
+        self._check_params()
+        resolve_device(self.device)  # a clear error when CUDA is asked for and absent
+        X = self._check_X(X, reset=True)
+        y = self._check_y(y, X)
+        known = y[y != self.ignore_index]
+        if known.size == 0:
+            raise ValueError("y has no labelled pixel (all equal ignore_index)")
+        self.classes_ = np.unique(known)
+        encoded = np.where(y == self.ignore_index, self.ignore_index, np.searchsorted(self.classes_, y))
+        self.n_train_ = len(X) - (
+            math.ceil(len(X) * self.validation_fraction) if self.validation_fraction else 0
+        )
+        if self.random_state is not None:
+            torch.manual_seed(self.random_state)
+        return super().fit(X, encoded, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Continue training on ``X``, ``y`` (labels must be among ``classes_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W) or (n, C, H, W)
+            Images.
+
+        y : array-like of shape (n, H, W)
+            Label maps.
+
+        classes : ignored
+            The classes are fixed by the first :meth:`fit`.
+
+        **fit_params : dict
+            Passed on to :meth:`skorch.NeuralNet.partial_fit`.
+
+        Returns
+        -------
+        self : SegNetSegmenter
+        """
+        if not getattr(self, "initialized_", False) or not hasattr(self, "classes_"):
+            return self.fit(X, y, **fit_params)
+        X = self._check_X(X, reset=False)
+        y = self._check_y(y, X)
+        return super().partial_fit(X, self._encode(y), **fit_params)
+
+    def _encode(self, y):
+        known = y != self.ignore_index
+        unknown = np.setdiff1d(np.unique(y[known]), self.classes_)
+        if len(unknown):
+            raise ValueError(
+                f"y contains labels {unknown.tolist()} not seen in fit (classes_ = "
+                f"{self.classes_.tolist()})"
+            )
+        return np.where(known, np.searchsorted(self.classes_, y), self.ignore_index)
+
+    def _prepare(self, X):
+        check_is_fitted(self, "classes_")
+        X = self._check_X(X, reset=False)
+        if X.shape[1:] != self.image_shape_ and self.image_shape is not None:
+            raise ValueError(f"X has image shape {X.shape[1:]}, expected {self.image_shape_}")
+        return X
+
+    def _unflatten(self, out, n):
+        return out.reshape(n, -1) if self.image_shape is not None else out
+
+    def predict(self, X):
+        """Class of every pixel.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W) or (n, C, H, W)
+            Images (any size divisible by ``2**depth``).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n, H, W)
+            Labels from ``classes_``.
+        """
+        X = self._prepare(X)
+        batches = [out.argmax(1).numpy() for out in self.forward_iter(X, training=False)]
+        return self._unflatten(self.classes_[np.concatenate(batches)], len(X))
+
+    def predict_proba(self, X):
+        """Class probabilities of every pixel.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W) or (n, C, H, W)
+            Images.
+
+        Returns
+        -------
+        proba : ndarray of shape (n, n_classes, H, W)
+            Softmax over ``classes_``, float32.
+        """
+        X = self._prepare(X)
+        batches = [
+            torch.softmax(out.float(), dim=1).numpy()
+            for out in self.forward_iter(X, training=False)
+        ]
+        proba = np.concatenate(batches)
+        return proba.reshape(len(X), len(self.classes_), -1) if self.image_shape else proba
+
+    def score(self, X, y):
+        """Mean IoU of the predictions on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, H, W) or (n, C, H, W)
+            Images.
+
+        y : array-like of shape (n, H, W)
+            True label maps.
+
+        Returns
+        -------
+        score : float
+            :func:`~skseg.metrics.mean_iou`.
+        """
+        return mean_iou(np.asarray(y), self.predict(X), ignore_index=self.ignore_index)
+
+    def save(self, path):
+        """Save the trained estimator to one file that loads without running code.
+
+        Stores the simple constructor parameters, ``classes_``, the image shape and the
+        network's weights as tensors, for :meth:`load`. Classes passed as ``module``,
+        ``criterion`` or ``optimizer`` are not stored; pass them to :meth:`load` again.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Target file (conventionally ``.pt``).
+        """
+        check_is_fitted(self, "classes_")
+        params = {name: getattr(self, name) for name in _SAVED_PARAMS}
+        if params["image_shape"] is not None:
+            params["image_shape"] = list(params["image_shape"])
+        torch.save(
+            {
+                "params": params,
+                "classes": torch.as_tensor(self.classes_),
+                "image_shape": list(self.image_shape_),
+                "state_dict": self.module_.state_dict(),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path, **params):
+        """Load an estimator written by :meth:`save`.
+
+        The file is read with ``torch.load(weights_only=True)``: it can only hold tensors
+        and plain values, never code.
+
+        Parameters
+        ----------
+        path : str or path-like
+            File written by :meth:`save`.
+
+        **params : dict
+            Constructor parameters to set (e.g. ``device``, ``verbose``, or a custom
+            ``module`` class).
+
+        Returns
+        -------
+        estimator : SegNetSegmenter
+            Ready to predict.
+        """
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        stored = saved["params"]
+        if stored.get("image_shape") is not None:
+            stored["image_shape"] = tuple(stored["image_shape"])
+        estimator = cls(**{**stored, **params})
+        resolve_device(estimator.device)
+        estimator.classes_ = saved["classes"].numpy()
+        estimator.image_shape_ = tuple(saved["image_shape"])
+        estimator.n_features_in_ = math.prod(estimator.image_shape_)
+        estimator.initialize()
+        estimator.module_.load_state_dict(saved["state_dict"])
+        estimator.module_.to(estimator.device)
+        return estimator
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.non_deterministic = True
+        return tags

@@ -1,0 +1,77 @@
+"""A simplified SegNet: pooling indices carried from the encoder to the decoder."""
+
+from torch import nn
+
+__all__ = ["SegNetLite"]
+
+
+def _conv_bn_relu(in_channels, out_channels):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SegNetLite(nn.Module):
+    """Simplified SegNet for per-pixel classification.
+
+    Encoder level ``i`` is Conv2d(3x3) -> BatchNorm2d -> ReLU -> MaxPool2d(2) with
+    ``width * 2**i`` channels; the pooling indices go to the decoder, whose level ``i`` is
+    MaxUnpool2d(2) with those indices -> Conv2d(3x3) -> BatchNorm2d -> ReLU, down to
+    ``width * 2**(i-1)`` channels (``width`` at the top). A 1x1 convolution gives the class
+    scores. ``width=32, depth=4`` gives 32-64-128-256 channels down and 128-64-32-32 up.
+
+    Parameters
+    ----------
+    in_channels : int, default=1
+        Channels of the input images.
+
+    n_classes : int, default=11
+        Number of classes (10 digits and background for multi-digit MNIST).
+
+    width : int, default=32
+        Channels of the first encoder block; doubled at every level.
+
+    depth : int, default=4
+        Number of encoder (and decoder) levels. Inputs must have a height and width
+        divisible by ``2**depth``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skseg.segnet_model import SegNetLite
+    >>> net = SegNetLite(width=8, depth=2)
+    >>> net(torch.zeros(2, 1, 16, 16)).shape
+    torch.Size([2, 11, 16, 16])
+    """
+
+    def __init__(self, in_channels=1, n_classes=11, width=32, depth=4):
+        super().__init__()
+        self.depth = depth
+        channels = [width * 2**i for i in range(depth)]
+        self.encoders = nn.ModuleList(
+            _conv_bn_relu(c_in, c_out)
+            for c_in, c_out in zip([in_channels, *channels[:-1]], channels)
+        )
+        self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2, stride=2)
+        self.decoders = nn.ModuleList(
+            _conv_bn_relu(c_in, c_out) for c_in, c_out in zip(channels, [width, *channels[:-1]])
+        )
+        self.classifier = nn.Conv2d(width, n_classes, kernel_size=1)
+
+    def forward(self, x):
+        factor = 2**self.depth
+        if x.ndim != 4 or x.shape[-2] % factor or x.shape[-1] % factor:
+            raise ValueError(
+                f"SegNetLite with depth={self.depth} needs input of shape (n, channels, H, W)"
+                f" with H and W divisible by {factor}, got {tuple(x.shape)}"
+            )
+        indices = []
+        for encode in self.encoders:
+            x, idx = self.pool(encode(x))
+            indices.append(idx)
+        for level in reversed(range(self.depth)):
+            x = self.decoders[level](self.unpool(x, indices[level]))
+        return self.classifier(x)
