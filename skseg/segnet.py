@@ -6,11 +6,11 @@ from numbers import Integral
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import LRScheduler, ProgressBar
 from skorch.dataset import ValidSplit
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._device import resolve_device
+from ._skorch_callbacks import OneCyclePerFit, QuietProgressBar
 from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
 from .segnet_model import SegNetLite
@@ -78,9 +78,14 @@ class SegNetSegmenter(NeuralNet):
         Share of the training images held out to report ``valid_loss`` and ``valid_miou``
         every epoch; 0 trains on everything.
 
+    train_split : callable or None, default=None
+        A skorch split (e.g. :class:`skorch.dataset.ValidSplit`) that replaces
+        ``validation_fraction``.
+
     lr_schedule : {"onecycle", "constant"}, default="onecycle"
         ``"onecycle"`` runs :class:`torch.optim.lr_scheduler.OneCycleLR` over the
-        ``max_epochs`` of one :meth:`fit` (stepped every batch).
+        ``max_epochs`` of each :meth:`fit` or :meth:`partial_fit` call (stepped every
+        batch); ``"constant"`` keeps ``lr``.
 
     weight_decay : float, default=1e-4
         Decoupled weight decay of AdamW.
@@ -156,6 +161,7 @@ class SegNetSegmenter(NeuralNet):
         max_epochs=10,
         batch_size=32,
         validation_fraction=0.1,
+        train_split=None,
         lr_schedule="onecycle",
         weight_decay=1e-4,
         mixed_precision=False,
@@ -174,7 +180,7 @@ class SegNetSegmenter(NeuralNet):
             lr=lr,
             max_epochs=max_epochs,
             batch_size=batch_size,
-            train_split=None,
+            train_split=train_split,
             device=device,
             verbose=verbose,
             **kwargs,
@@ -192,7 +198,7 @@ class SegNetSegmenter(NeuralNet):
 
     # ----------------------------------------------------------------- validation
     def _check_params(self):
-        for name, low in [("width", 1), ("depth", 1), ("max_epochs", 0), ("batch_size", 1)]:
+        for name, low in [("width", 1), ("depth", 0), ("max_epochs", 0), ("batch_size", 1)]:
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -208,11 +214,9 @@ class SegNetSegmenter(NeuralNet):
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
 
     def _check_X(self, X, reset):
-        X = np.asarray(X)
-        if X.dtype.kind not in "biuf":
-            raise ValueError(f"X must hold numbers, got dtype {X.dtype}")
-        if X.size == 0 or len(X) == 0:
-            raise ValueError(f"X is empty (shape {X.shape})")
+        # scikit-learn's own checks first: sparse, complex, object, empty, NaN / inf
+        X = check_array(X, dtype=np.float32, allow_nd=True, input_name="X")
+        flat = X.ndim == 2
         if self.image_shape is not None:
             shape = tuple(self.image_shape)
             shape = (1, *shape) if len(shape) == 2 else shape
@@ -222,16 +226,15 @@ class SegNetSegmenter(NeuralNet):
                     f"(n_samples, {math.prod(shape)}), got {X.shape}"
                 )
             X = X.reshape(len(X), *shape)
+        elif X.ndim == 2:
+            X = X[:, :, None, None]  # rows of features are single pixels
         elif X.ndim == 3:
             X = X[:, None]
         elif X.ndim != 4:
             raise ValueError(
-                "X must be images of shape (n, H, W) or (n, C, H, W) (or flattened images "
-                f"with the image_shape parameter), got an array of shape {X.shape}"
+                "X must be images of shape (n, H, W) or (n, C, H, W), flattened images with "
+                f"the image_shape parameter, or pixels (n, n_features); got shape {X.shape}"
             )
-        X = X.astype(np.float32, copy=False)
-        if not np.isfinite(X).all():
-            raise ValueError("X contains NaN or infinity")
         factor = 2**self.depth
         if X.shape[-2] % factor or X.shape[-1] % factor:
             raise ValueError(
@@ -241,6 +244,11 @@ class SegNetSegmenter(NeuralNet):
         if reset:
             self.image_shape_ = X.shape[1:]
             self.n_features_in_ = math.prod(X.shape[1:])
+        elif flat and math.prod(X.shape[1:]) != self.n_features_in_:
+            raise ValueError(
+                f"X has {math.prod(X.shape[1:])} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input"
+            )
         elif X.shape[1] != self.image_shape_[0]:
             raise ValueError(
                 f"X has {X.shape[1]} channels, but {type(self).__name__} was fitted on "
@@ -249,11 +257,17 @@ class SegNetSegmenter(NeuralNet):
         return X
 
     def _check_y(self, y, X):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         y = np.asarray(y)
         if y.dtype.kind not in "biu" and not (
             y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all()
         ):
-            raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}")
+            raise ValueError(
+                f"Unknown label type: y must hold integer class labels, got dtype {y.dtype}"
+            )
         expected = (len(X), *X.shape[2:])
         if y.shape != expected and y.reshape(len(y), -1).shape != (len(X), math.prod(X.shape[2:])):
             raise ValueError(
@@ -294,27 +308,13 @@ class SegNetSegmenter(NeuralNet):
     @property
     def _default_callbacks(self):
         callbacks = list(super()._default_callbacks)
-        if self.verbose:
-            callbacks.insert(-1, ("progress_bar", ProgressBar()))
-        if self.lr_schedule == "onecycle" and self.max_epochs > 0:
-            steps = max(1, math.ceil(getattr(self, "n_train_", 1) / self.batch_size))
-            callbacks.insert(
-                0,
-                (
-                    "lr_schedule",
-                    LRScheduler(
-                        torch.optim.lr_scheduler.OneCycleLR,
-                        max_lr=self.lr,
-                        epochs=self.max_epochs,
-                        steps_per_epoch=steps,
-                        pct_start=0.2,
-                        step_every="batch",
-                    ),
-                ),
-            )
+        callbacks.insert(0, ("lr_schedule", OneCyclePerFit()))
+        callbacks.insert(-1, ("progress_bar", QuietProgressBar()))
         return callbacks
 
     def get_split_datasets(self, X, y=None, **fit_params):
+        if self.train_split is not None:
+            return super().get_split_datasets(X, y, **fit_params)
         dataset = self.get_dataset(X, y)
         if not self.validation_fraction:
             return dataset, None
@@ -379,12 +379,11 @@ class SegNetSegmenter(NeuralNet):
             raise ValueError("y has no labelled pixel (all equal ignore_index)")
         self.classes_ = np.unique(known)
         encoded = np.where(y == self.ignore_index, self.ignore_index, np.searchsorted(self.classes_, y))
-        self.n_train_ = len(X) - (
-            math.ceil(len(X) * self.validation_fraction) if self.validation_fraction else 0
-        )
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
-        return super().fit(X, encoded, **fit_params)
+        if not self.warm_start or not self.initialized_:
+            self.initialize()
+        return NeuralNet.partial_fit(self, X, encoded, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Continue training on ``X``, ``y`` (labels must be among ``classes_``).
@@ -425,13 +424,14 @@ class SegNetSegmenter(NeuralNet):
 
     def _prepare(self, X):
         check_is_fitted(self, "classes_")
-        X = self._check_X(X, reset=False)
-        if X.shape[1:] != self.image_shape_ and self.image_shape is not None:
-            raise ValueError(f"X has image shape {X.shape[1:]}, expected {self.image_shape_}")
-        return X
+        return self._check_X(X, reset=False)
 
     def _unflatten(self, out, n):
-        return out.reshape(n, -1) if self.image_shape is not None else out
+        if self.image_shape is not None:
+            return out.reshape(n, -1)
+        if self.image_shape_[1:] == (1, 1):
+            return out.reshape(n)  # pixels in, one label per pixel out
+        return out
 
     def predict(self, X):
         """Class of every pixel.
@@ -461,7 +461,8 @@ class SegNetSegmenter(NeuralNet):
         Returns
         -------
         proba : ndarray of shape (n, n_classes, H, W)
-            Softmax over ``classes_``, float32.
+            Softmax over ``classes_``, float32 (``(n, n_classes, H * W)`` with
+            ``image_shape``; ``(n, n_classes)`` for pixel rows).
         """
         X = self._prepare(X)
         batches = [
@@ -469,7 +470,11 @@ class SegNetSegmenter(NeuralNet):
             for out in self.forward_iter(X, training=False)
         ]
         proba = np.concatenate(batches)
-        return proba.reshape(len(X), len(self.classes_), -1) if self.image_shape else proba
+        if self.image_shape is not None:
+            return proba.reshape(len(X), len(self.classes_), -1)
+        if self.image_shape_[1:] == (1, 1):
+            return proba[:, :, 0, 0]
+        return proba
 
     def score(self, X, y):
         """Mean IoU of the predictions on ``X`` against ``y``.
@@ -553,5 +558,4 @@ class SegNetSegmenter(NeuralNet):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
-        tags.non_deterministic = True
         return tags

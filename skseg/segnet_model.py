@@ -35,7 +35,7 @@ class SegNetLite(nn.Module):
 
     depth : int, default=4
         Number of encoder (and decoder) levels. Inputs must have a height and width
-        divisible by ``2**depth``.
+        divisible by ``2**depth``. ``0`` leaves only the 1x1 classifier.
 
     Examples
     --------
@@ -59,7 +59,8 @@ class SegNetLite(nn.Module):
         self.decoders = nn.ModuleList(
             _conv_bn_relu(c_in, c_out) for c_in, c_out in zip(channels, [width, *channels[:-1]])
         )
-        self.classifier = nn.Conv2d(width, n_classes, kernel_size=1)
+        # depth 0 is a per-pixel linear classifier (used for single-pixel "images")
+        self.classifier = nn.Conv2d(width if depth else in_channels, n_classes, kernel_size=1)
 
     def forward(self, x):
         factor = 2**self.depth
