@@ -25,9 +25,12 @@ unit: $(STAMP)
 	@echo ">>> running the test suite (unit, property and doctests)"
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
+# the gallery trains on real MNIST digits when a copy sits beside the checkout
+MNIST_HOME := $(firstword $(SKSEG_DATA) $(wildcard $(abspath ../shared/data/mnist)))
+
 docs: $(STAMP)
 	@echo ">>> building the Sphinx site with the executed example gallery (warnings are errors)"
-	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+	$(if $(MNIST_HOME),SKSEG_DATA=$(MNIST_HOME)) $(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 test: unit docs
 
@@ -36,7 +39,7 @@ docs-clean:
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/meanshift.py
-	$(PY) benchmarks/segnet.py
+	$(PY) benchmarks/segnet.py $(if $(MNIST_HOME),--data-home $(MNIST_HOME))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check skseg tests benchmarks examples

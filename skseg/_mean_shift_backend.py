@@ -243,9 +243,10 @@ def run_mean_shift(
         Steps run.
     """
     scale = bandwidth * math.sqrt(2.0)
-    origin = X.mean(axis=0)
-    # exact duplicates are one weighted point: they would move identically anyway
+    # exact duplicates are one weighted point: they would move identically anyway. The
+    # unique rows come sorted, so nothing below depends on the order of the samples.
     unique, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    origin = counts @ unique / len(X)
     inverse = torch.as_tensor(inverse.reshape(-1), device=device)
     points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
     weights = torch.as_tensor(counts, dtype=dtype, device=device)

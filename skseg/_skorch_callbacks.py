@@ -23,12 +23,15 @@ class QuietProgressBar(ProgressBar):
             super().on_epoch_end(net, **kwargs)
 
 
-class OneCyclePerFit(Callback):
-    """One-cycle learning rate over the epochs of each ``fit`` or ``partial_fit`` call.
+class OneCycle(Callback):
+    """One-cycle learning rate over ``max_epochs`` epochs, across ``partial_fit`` calls.
 
-    The number of steps is taken from the actual training split at the first epoch, so
-    the cycle ends exactly on the last batch. The peak rate is the net's ``lr``; it is
-    active only while the net's ``lr_schedule`` is ``"onecycle"``.
+    :meth:`~skseg.SegNetSegmenter.fit` starts a cycle of ``max_epochs`` epochs; calls of
+    ``partial_fit(X, y, epochs=k)`` continue it, so fresh data can be streamed in epoch by
+    epoch under one schedule. A call after the cycle has ended starts a new one. The
+    number of steps per epoch is taken from the first epoch's training split. The peak
+    rate is the net's ``lr``; the callback is inactive unless the net's ``lr_schedule`` is
+    ``"onecycle"``.
 
     Parameters
     ----------
@@ -39,11 +42,14 @@ class OneCyclePerFit(Callback):
     def __init__(self, pct_start=0.2):
         self.pct_start = pct_start
 
-    def on_train_begin(self, net, **kwargs):
+    def initialize(self):
         self.scheduler_ = None
+        return self
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        if self.scheduler_ is not None or net.lr_schedule != "onecycle":
+        scheduler = getattr(self, "scheduler_", None)
+        finished = scheduler is not None and scheduler.last_epoch >= scheduler.total_steps
+        if net.lr_schedule != "onecycle" or (scheduler is not None and not finished):
             return
         steps = max(1, math.ceil(len(dataset_train) / net.batch_size)) * net.max_epochs
         self.scheduler_ = torch.optim.lr_scheduler.OneCycleLR(
@@ -51,6 +57,6 @@ class OneCyclePerFit(Callback):
         )
 
     def on_batch_end(self, net, training=False, **kwargs):
-        scheduler = self.scheduler_
+        scheduler = getattr(self, "scheduler_", None)
         if training and scheduler is not None and scheduler.last_epoch < scheduler.total_steps:
             scheduler.step()

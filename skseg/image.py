@@ -6,9 +6,12 @@ the reshaping and validation around them.
 """
 
 import numpy as np
+from joblib import Parallel, delayed
 from skimage import color, io, segmentation, util
+from sklearn.base import clone
 
 __all__ = [
+    "segment_images",
     "read_rgb_image",
     "rgb_to_features",
     "labels_to_image",
@@ -191,3 +194,48 @@ def segmentation_overview(image, label_map, *, boundary_color=(1.0, 1.0, 0.0)):
     boundaries = segmentation.mark_boundaries(image, label_map, color=boundary_color)
     panel = np.concatenate([image, mean_colour, boundaries], axis=1)
     return util.img_as_ubyte(np.clip(panel, 0, 1))
+
+
+def _segment_one(segmenter, image, spatial_scale):
+    labels = clone(segmenter).fit_predict(rgb_to_features(image, spatial_scale=spatial_scale))
+    return labels_to_image(labels, np.shape(image))
+
+
+def segment_images(images, segmenter, *, spatial_scale=None, n_jobs=None):
+    """Segment many RGB images, each with a fresh clone of ``segmenter``, in parallel.
+
+    The work is spread with :class:`joblib.Parallel`, so any joblib backend runs it: local
+    processes by default, or a Dask cluster inside
+    ``with joblib.parallel_backend("dask"):`` (see :ref:`scale_out`).
+
+    Parameters
+    ----------
+    images : iterable of array-like of shape (height, width, 3)
+        RGB images, of any sizes.
+
+    segmenter : estimator
+        An unfitted clusterer with ``fit_predict``, e.g. :class:`~skseg.MeanShiftSegmenter`.
+
+    spatial_scale : float or None, default=None
+        Passed to :func:`rgb_to_features`.
+
+    n_jobs : int or None, default=None
+        Parallel jobs, as in scikit-learn (``-1``: all workers of the backend).
+
+    Returns
+    -------
+    label_maps : list of ndarray of shape (height, width)
+        One label map per image, in order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skseg import MeanShiftSegmenter
+    >>> from skseg.image import segment_images
+    >>> images = [np.zeros((4, 4, 3)), np.ones((2, 3, 3))]
+    >>> [m.shape for m in segment_images(images, MeanShiftSegmenter(device="cpu"))]
+    [(4, 4), (2, 3)]
+    """
+    return Parallel(n_jobs=n_jobs)(
+        delayed(_segment_one)(segmenter, image, spatial_scale) for image in images
+    )

@@ -10,17 +10,19 @@ from skorch.dataset import ValidSplit
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._device import resolve_device
-from ._skorch_callbacks import OneCyclePerFit, QuietProgressBar
+from ._skorch_callbacks import OneCycle, QuietProgressBar
 from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
 from .segnet_model import SegNetLite
 
-__all__ = ["SegNetSegmenter"]
+__all__ = ["SegNetSegmenter", "fit_on_fresh_compositions"]
 
 # constructor parameters that save() stores; classes and callables are not stored
 _SAVED_PARAMS = (
     "width",
     "depth",
+    "convs_per_block",
+    "input_skip",
     "lr",
     "max_epochs",
     "batch_size",
@@ -59,6 +61,14 @@ class SegNetSegmenter(NeuralNet):
     depth : int, default=4
         Encoder levels; image sides must be divisible by ``2**depth``.
 
+    convs_per_block : int or sequence of int, default=1
+        Conv2d -> BatchNorm2d -> ReLU units per encoder and decoder block, for all levels
+        or one number per level, top level first.
+
+    input_skip : bool, default=True
+        Feed the input image to the last decoder block as well (see
+        :class:`~skseg.segnet_model.SegNetLite`); ``False`` is the plain SegNet.
+
     criterion : type, default=CrossEntropy2D
         Loss class; ``criterion__*`` parameters reach it (``ignore_index`` is passed).
 
@@ -83,9 +93,10 @@ class SegNetSegmenter(NeuralNet):
         ``validation_fraction``.
 
     lr_schedule : {"onecycle", "constant"}, default="onecycle"
-        ``"onecycle"`` runs :class:`torch.optim.lr_scheduler.OneCycleLR` over the
-        ``max_epochs`` of each :meth:`fit` or :meth:`partial_fit` call (stepped every
-        batch); ``"constant"`` keeps ``lr``.
+        ``"onecycle"`` runs :class:`torch.optim.lr_scheduler.OneCycleLR` over
+        ``max_epochs`` epochs (stepped every batch). :meth:`fit` starts the cycle and
+        ``partial_fit(X, y, epochs=1)`` continues it, so a fresh training set can be fed
+        every epoch under one schedule. ``"constant"`` keeps ``lr``.
 
     weight_decay : float, default=1e-4
         Decoupled weight decay of AdamW.
@@ -155,6 +166,8 @@ class SegNetSegmenter(NeuralNet):
         *,
         width=32,
         depth=4,
+        convs_per_block=1,
+        input_skip=True,
         criterion=CrossEntropy2D,
         optimizer=torch.optim.AdamW,
         lr=3e-3,
@@ -187,6 +200,8 @@ class SegNetSegmenter(NeuralNet):
         )
         self.width = width
         self.depth = depth
+        self.convs_per_block = convs_per_block
+        self.input_skip = input_skip
         self.validation_fraction = validation_fraction
         self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
@@ -198,7 +213,12 @@ class SegNetSegmenter(NeuralNet):
 
     # ----------------------------------------------------------------- validation
     def _check_params(self):
-        for name, low in [("width", 1), ("depth", 0), ("max_epochs", 0), ("batch_size", 1)]:
+        for name, low in [
+            ("width", 1),
+            ("depth", 0),
+            ("max_epochs", 0),
+            ("batch_size", 1),
+        ]:
             value = getattr(self, name)
             if not isinstance(value, Integral) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -269,7 +289,11 @@ class SegNetSegmenter(NeuralNet):
                 f"Unknown label type: y must hold integer class labels, got dtype {y.dtype}"
             )
         expected = (len(X), *X.shape[2:])
-        if y.shape != expected and y.reshape(len(y), -1).shape != (len(X), math.prod(X.shape[2:])):
+        n_pixels = math.prod(X.shape[2:])
+        flat_ok = (y.ndim == 2 and y.shape == (len(X), n_pixels)) or (
+            y.ndim == 1 and n_pixels == 1 and len(y) == len(X)
+        )
+        if y.shape != expected and not flat_ok:
             raise ValueError(
                 f"y must be a label map of shape {expected} for X of shape "
                 f"{X.shape}, got {y.shape}"
@@ -283,6 +307,8 @@ class SegNetSegmenter(NeuralNet):
             "n_classes": len(self.classes_),
             "width": self.width,
             "depth": self.depth,
+            "convs_per_block": self.convs_per_block,
+            "input_skip": self.input_skip,
             **self.get_params_for("module"),
         }
         module = self.initialized_instance(self.module, kwargs)
@@ -308,7 +334,7 @@ class SegNetSegmenter(NeuralNet):
     @property
     def _default_callbacks(self):
         callbacks = list(super()._default_callbacks)
-        callbacks.insert(0, ("lr_schedule", OneCyclePerFit()))
+        callbacks.insert(0, ("lr_schedule", OneCycle()))
         callbacks.insert(-1, ("progress_bar", QuietProgressBar()))
         return callbacks
 
@@ -325,8 +351,7 @@ class SegNetSegmenter(NeuralNet):
         x = torch.as_tensor(x, device=self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        device_type = torch.device(self.device).type
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.mixed_precision):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.mixed_precision):
             return self.module_(x, **fit_params)
 
     def validation_step(self, batch, **fit_params):
@@ -371,7 +396,8 @@ class SegNetSegmenter(NeuralNet):
             The fitted estimator.
         """
         self._check_params()
-        resolve_device(self.device)  # a clear error when CUDA is asked for and absent
+        if self.device is not None:  # None: an accelerator places the tensors
+            resolve_device(self.device)  # a clear error when CUDA is asked for and absent
         X = self._check_X(X, reset=True)
         y = self._check_y(y, X)
         known = y[y != self.ignore_index]
@@ -508,8 +534,9 @@ class SegNetSegmenter(NeuralNet):
         """
         check_is_fitted(self, "classes_")
         params = {name: getattr(self, name) for name in _SAVED_PARAMS}
-        if params["image_shape"] is not None:
-            params["image_shape"] = list(params["image_shape"])
+        for name in ("image_shape", "convs_per_block"):
+            if isinstance(params[name], (tuple, list)):
+                params[name] = [int(v) for v in params[name]]
         torch.save(
             {
                 "params": params,
@@ -543,8 +570,9 @@ class SegNetSegmenter(NeuralNet):
         """
         saved = torch.load(path, map_location="cpu", weights_only=True)
         stored = saved["params"]
-        if stored.get("image_shape") is not None:
-            stored["image_shape"] = tuple(stored["image_shape"])
+        for name in ("image_shape", "convs_per_block"):
+            if isinstance(stored.get(name), list):
+                stored[name] = tuple(stored[name])
         estimator = cls(**{**stored, **params})
         resolve_device(estimator.device)
         estimator.classes_ = saved["classes"].numpy()
@@ -559,3 +587,67 @@ class SegNetSegmenter(NeuralNet):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
+
+
+def fit_on_fresh_compositions(model, digits, labels, *, n_images, random_state=0, **compose):
+    """Train ``model`` for ``model.max_epochs`` epochs on a new composed set every epoch.
+
+    Every epoch composes ``n_images`` multi-digit images
+    (:func:`~skseg.datasets.make_multidigit_mnist`) and trains one epoch on them with
+    ``partial_fit(X, y, epochs=1)``, which continues the one-cycle schedule over all the
+    epochs. Fresh compositions each epoch keep the network from memorising one set of
+    images; only ``n_images`` images are in memory at a time.
+
+    Parameters
+    ----------
+    model : SegNetSegmenter
+        Unfitted (or to be refitted) estimator.
+
+    digits : ndarray of shape (n_digits, 28, 28)
+        Source digits.
+
+    labels : ndarray of shape (n_digits,)
+        Their classes.
+
+    n_images : int
+        Images composed per epoch.
+
+    random_state : int, default=0
+        Epoch ``e`` composes with seed ``random_state * 1000 + e``.
+
+    **compose : dict
+        Further arguments of :func:`~skseg.datasets.make_multidigit_mnist`.
+
+    Returns
+    -------
+    model : SegNetSegmenter
+        The trained estimator.
+
+    Examples
+    --------
+    >>> from skseg import SegNetSegmenter
+    >>> from skseg.datasets import load_digits_standin
+    >>> from skseg.segnet import fit_on_fresh_compositions
+    >>> digits, labels = load_digits_standin()
+    >>> model = SegNetSegmenter(width=4, depth=2, max_epochs=2, verbose=0)
+    >>> fit_on_fresh_compositions(model, digits, labels, n_images=16, image_size=32)
+    ... # doctest: +ELLIPSIS
+    <class 'skseg.segnet.SegNetSegmenter'>[initialized](...
+    >>> len(model.history)
+    2
+    """
+    from .datasets import make_multidigit_mnist
+
+    for epoch in range(model.max_epochs):
+        X, y = make_multidigit_mnist(
+            n_images,
+            digits=digits,
+            labels=labels,
+            random_state=random_state * 1000 + epoch,
+            **compose,
+        )
+        if epoch == 0:
+            model.fit(X, y, epochs=1)
+        else:
+            model.partial_fit(X, y, epochs=1)
+    return model

@@ -1,7 +1,12 @@
 import numpy as np
+import pytest
 from skimage import data, io
 
+from skseg import SegNetSegmenter
 from skseg.cli import main
+from skseg.datasets import StandInWarning
+
+from .test_datasets import needs_shared
 
 
 def test_segment_default_image_writes_the_panel(tmp_path, capsys):
@@ -32,3 +37,25 @@ def test_segment_reports_bad_files(tmp_path, capsys):
     io.imsave(grey, np.zeros((8, 8), np.uint8), check_contrast=False)
     assert main(["segment", str(grey), "-o", str(tmp_path / "o.png")]) == 2
     assert "not an RGB image" in capsys.readouterr().err
+
+
+def _train_args(data_home, out):
+    return [
+        "train-segnet", "--data-home", str(data_home), "-o", str(out), "--n-train", "40",
+        "--n-test", "8", "--epochs", "2", "--width", "4", "--depth", "2", "--quiet",
+    ]
+
+
+def test_train_segnet_on_the_offline_standin(tmp_path, capsys):
+    out = tmp_path / "model.pt"
+    with pytest.warns(StandInWarning):
+        assert main(_train_args(tmp_path, out)) == 0
+    printed = capsys.readouterr().out
+    assert "held-out mean IoU" in printed and "per-class IoU" in printed
+    assert SegNetSegmenter.load(out).predict(np.zeros((1, 64, 64))).shape == (1, 64, 64)
+
+
+@needs_shared
+def test_train_segnet_reads_mnist(tmp_path, capsys):
+    assert main(_train_args(SHARED_MNIST, tmp_path / "m.pt")) == 0
+    assert "from 50000 digits" in capsys.readouterr().out

@@ -1,0 +1,121 @@
+"""SegNet benchmark: training and inference throughput, and held-out mIoU over time.
+
+Part 1 times training steps and inference of SegNetLite (width 32, depth 4, 64 x 64
+images, batch 32) in float32 and bf16 autocast, with and without channels-last.
+Part 2 runs the ``skseg train-segnet`` recipe and records the mean IoU on images composed
+from held-out digits after every epoch, against the training time so far.
+
+Usage::
+
+    python benchmarks/segnet.py --data-home ../shared/data/mnist   # about 12 minutes
+    python benchmarks/segnet.py --throughput-only
+"""
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from skseg.cli import build_parser, recipe_model
+from skseg.losses import CrossEntropy2D
+from skseg.metrics import mean_iou
+from skseg.segnet_model import SegNetLite
+
+
+def throughput(channels_last, bf16, seconds=8.0, batch=32):
+    torch.manual_seed(0)
+    net = SegNetLite()
+    x = torch.rand(batch, 1, 64, 64)
+    y = torch.randint(0, 11, (batch, 64, 64))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    loss_fn = CrossEntropy2D()
+
+    def step():
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        loss_fn(out, y).backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    start, images = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        step()
+        images += batch
+    train_rate = images / (time.perf_counter() - start)
+    net.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        net(x)
+        start, images = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 2:
+            net(x)
+            images += batch
+    return train_rate, images / (time.perf_counter() - start)
+
+
+class HeldOutIoU(Callback):
+    """Record the mean IoU on held-out images and the training time after every epoch."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def on_epoch_end(self, net, **kwargs):
+        self.train_seconds_ = getattr(self, "train_seconds_", 0.0) + net.history[-1, "dur"]
+        training = net.module_.training
+        score = mean_iou(self.y, net.predict(self.X))
+        net.module_.train(training)
+        net.history.record("held_out_miou", score)
+        net.history.record("train_seconds", self.train_seconds_)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-home", default=None)
+    parser.add_argument("--throughput-only", action="store_true")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| memory format | precision | training (img/s) | inference (img/s) |")
+    print("|---|---|---|---|")
+    for channels_last in (False, True):
+        for bf16 in (False, True):
+            train_rate, infer_rate = throughput(channels_last, bf16)
+            print(
+                f"| {'channels-last' if channels_last else 'contiguous'} | "
+                f"{'bf16 autocast' if bf16 else 'float32'} | {train_rate:.0f} | {infer_rate:.0f} |",
+                flush=True,
+            )
+    if args.throughput_only:
+        return
+
+    from skseg.datasets import load_default_digits, make_multidigit_mnist, split_digits
+    from skseg.segnet import fit_on_fresh_compositions
+
+    recipe = build_parser().parse_args(["train-segnet", "--quiet"])
+    digits, labels = load_default_digits(args.data_home)
+    train, held = split_digits(
+        len(digits), held_out_fraction=recipe.held_out_fraction, random_state=recipe.seed
+    )
+    X_test, y_test = make_multidigit_mnist(
+        recipe.n_test, digits=digits[held], labels=labels[held], random_state=recipe.seed + 1
+    )
+    model = recipe_model(recipe, callbacks=[("held_out", HeldOutIoU(X_test, y_test))])
+    fit_on_fresh_compositions(
+        model, digits[train], labels[train], n_images=recipe.n_train, random_state=recipe.seed
+    )
+    print(f"\nrecipe: {recipe.epochs} epochs of {recipe.n_train} fresh images, "
+          f"{len(X_test)} images of held-out digits\n")
+    print("| epoch | training time (s) | held-out mIoU |")
+    print("|---|---|---|")
+    for row in model.history:
+        print(f"| {row['epoch']} | {row['train_seconds']:.0f} | {row['held_out_miou']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Sphinx configuration of the skseg documentation."""
+
+import os
+import warnings
+
+import skseg
+
+project = "skseg"
+author = "skseg developers"
+copyright = "2026, skseg developers"
+release = version = skseg.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "sg_execution_times.rst"]
+templates_path = ["_templates"]
+
+html_theme = "pydata_sphinx_theme"
+html_title = "skseg"
+html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
+
+# offline builds: no intersphinx inventories are fetched
+intersphinx_mapping = {}
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+    "show_memory": False,
+    "backreferences_dir": "generated/backreferences",
+    "doc_module": ("skseg",),
+}

@@ -1,0 +1,223 @@
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+
+from skseg import SegNetSegmenter
+from skseg.datasets import load_digits_standin, make_multidigit_mnist
+from skseg.metrics import iou_scorer, mean_iou
+from skseg.segnet_model import SegNetLite
+
+TINY = dict(width=4, depth=2, lr=2e-2, batch_size=16, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    """32 x 32 images of one stand-in 0 or 1 each: labels 0, 1 and 10 (background)."""
+    digits, labels = load_digits_standin()
+    keep = labels < 2
+    X, y = make_multidigit_mnist(
+        96, digits=digits[keep], labels=labels[keep], image_size=32, max_digits=1, random_state=0
+    )
+    return X, y
+
+
+def test_architecture_follows_segnet():
+    net = SegNetLite(width=32, depth=4)
+    enc = [block[0].out_channels for block in net.encoders]
+    dec = [block[0].out_channels for block in reversed(net.decoders)]
+    assert enc == [32, 64, 128, 256] and dec == [128, 64, 32, 32]
+    assert net.pool.return_indices and isinstance(net.unpool, torch.nn.MaxUnpool2d)
+    kinds = [type(m) for m in net.encoders[0]]
+    assert kinds == [torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU]
+    assert net(torch.zeros(2, 1, 32, 48)).shape == (2, 11, 32, 48)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        net(torch.zeros(1, 1, 40, 40))
+
+
+def test_plain_segnet_decoder_sees_only_unpooled_features():
+    plain = SegNetLite(width=4, depth=2, input_skip=False)
+    assert plain.decoders[0][0].in_channels == 4
+    assert SegNetLite(width=4, depth=2).decoders[0][0].in_channels == 5
+
+
+def test_training_lowers_the_loss_and_beats_chance(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=8, validation_fraction=0.25, **TINY).fit(X, y)
+    train_loss = seg.history[:, "train_loss"]
+    assert train_loss[-1] < 0.7 * train_loss[0]
+    valid_miou = seg.history[:, "valid_miou"]
+    assert valid_miou[-1] > valid_miou[0]
+    # chance: all background scores (IoU ~0.85 for background, 0 for both digits) / 3
+    assert seg.score(X, y) > 0.4
+    assert set(np.unique(seg.predict(X))) <= set(seg.classes_)
+
+
+def test_valid_miou_is_the_mean_iou_of_the_validation_images(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(
+        max_epochs=2, train_split=predefined_split(Dataset(X[:16], y[:16])), **TINY
+    ).fit(X[16:], y[16:])
+    assert seg.history[-1, "valid_miou"] == pytest.approx(seg.score(X[:16], y[:16]))
+
+
+def test_predict_proba_and_labels(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    proba = seg.predict_proba(X[:4])
+    assert proba.shape == (4, len(seg.classes_), 32, 32)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(seg.classes_[proba.argmax(1)], seg.predict(X[:4]))
+    # images of another size work too (fully convolutional), and (n, H, W) input
+    assert seg.predict(X[:2, 0, :16, :24]).shape == (2, 16, 24)
+
+
+def test_classes_are_learned_from_y_and_ignored_pixels_skipped(small_data):
+    X, _ = small_data
+    y = np.full((len(X), 32, 32), 7)
+    y[:, :, 16:] = 42
+    y[:, :4] = 255
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    np.testing.assert_array_equal(seg.classes_, [7, 42])
+    assert set(np.unique(seg.predict(X[:3]))) <= {7, 42}
+    with pytest.raises(ValueError, match=r"labels \[3\] not seen in fit"):
+        seg.partial_fit(X[:2], np.full((2, 32, 32), 3))
+
+
+def test_flattened_images_with_image_shape(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, image_shape=(32, 32), **TINY)
+    seg.fit(X.reshape(len(X), -1), y.reshape(len(y), -1))
+    assert seg.n_features_in_ == 1024
+    assert seg.predict(X[:3].reshape(3, -1)).shape == (3, 1024)
+    with pytest.raises(ValueError, match="X has 1000 features"):
+        seg.predict(np.zeros((2, 1000)))
+
+
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (np.zeros((2, 1, 1, 16, 16)), np.zeros((2, 16, 16)), "shape"),
+        (np.zeros((2, 16, 16)), np.zeros((3, 16, 16)), "label map of shape"),
+        (np.zeros((2, 16, 32)), np.zeros((2, 32, 16)), "label map of shape"),
+        (np.full((2, 16, 16), np.nan), np.zeros((2, 16, 16)), "NaN"),
+        (np.zeros((2, 18, 18)), np.zeros((2, 18, 18)), "divisible by 2\\*\\*depth = 4"),
+        (np.zeros((2, 16, 16)), np.full((2, 16, 16), 0.5), "integer class labels"),
+        (np.zeros((2, 16, 16)), None, "requires y"),
+        (np.zeros((0, 16, 16)), np.zeros((0, 16, 16)), "0 sample"),
+    ],
+)
+def test_bad_input_names_the_problem(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        SegNetSegmenter(**TINY).fit(X, y)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_says_so(small_data):
+    X, y = small_data
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        SegNetSegmenter(**{**TINY, "device": "cuda"}).fit(X[:4], y[:4])
+
+
+@pytest.mark.cuda
+def test_cuda_training(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=2, **{**TINY, "device": "cuda"}).fit(X, y)
+    assert next(seg.module_.parameters()).is_cuda
+    assert seg.predict(X[:2]).shape == (2, 32, 32)
+
+
+def test_save_and_load_round_trip_without_code(small_data, tmp_path):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    path = tmp_path / "model.pt"
+    seg.save(path)
+    loaded = SegNetSegmenter.load(path)
+    np.testing.assert_array_equal(loaded.predict(X[:5]), seg.predict(X[:5]))
+    assert loaded.width == 4 and loaded.depth == 2
+    # a file that needs code to unpickle is refused
+    evil = tmp_path / "evil.pt"
+    torch.save({"params": FunctionTransformer()}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        SegNetSegmenter.load(evil)
+
+
+def test_pickle_joblib_and_clone(small_data, tmp_path):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    expected = seg.predict(X[:4])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(seg)).predict(X[:4]), expected)
+    joblib.dump(seg, tmp_path / "seg.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "seg.joblib").predict(X[:4]), expected)
+    fresh = clone(seg)
+    assert fresh.get_params()["width"] == 4 and not hasattr(fresh, "classes_")
+
+
+def test_pipeline_and_grid_search_over_width(small_data):
+    X, y = small_data
+    pipe = make_pipeline(FunctionTransformer(lambda Z: Z * 2.0), SegNetSegmenter(max_epochs=1, **TINY))
+    assert pipe.fit(X, y).predict(X[:2]).shape == (2, 32, 32)
+    search = GridSearchCV(
+        SegNetSegmenter(max_epochs=2, **TINY),
+        param_grid={"width": [2, 4]},
+        scoring=iou_scorer,
+        cv=2,
+    )
+    search.fit(X, y)
+    assert search.best_params_["width"] in (2, 4)
+    assert search.score(X, y) == pytest.approx(mean_iou(y, search.predict(X)))
+
+
+def test_verbose_shows_progress_and_zero_is_silent(small_data, capsys):
+    X, y = small_data
+    SegNetSegmenter(max_epochs=1, **{**TINY, "verbose": 1}).fit(X[:32], y[:32])
+    captured = capsys.readouterr()
+    assert "valid_miou" in captured.out and "%" in captured.err
+    SegNetSegmenter(max_epochs=1, **TINY).fit(X[:32], y[:32])
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_mixed_precision_trains(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, mixed_precision=True, **TINY).fit(X, y)
+    assert seg.predict_proba(X[:2]).dtype == np.float32
+
+
+def _scheduler(model):
+    return dict(model.callbacks_)["lr_schedule"].scheduler_
+
+
+def test_one_cycle_spans_partial_fit_calls(small_data):
+    X, y = small_data
+    model = SegNetSegmenter(max_epochs=3, validation_fraction=0, **TINY)
+    model.fit(X, y, epochs=1)
+    steps_per_epoch = -(-len(X) // TINY["batch_size"])
+    assert _scheduler(model).total_steps == 3 * steps_per_epoch
+    peak = model.optimizer_.param_groups[0]["lr"]
+    model.partial_fit(X, y, epochs=1)
+    model.partial_fit(X, y, epochs=1)
+    scheduler = _scheduler(model)
+    assert scheduler.last_epoch == scheduler.total_steps
+    assert model.optimizer_.param_groups[0]["lr"] < 1e-3 * peak
+    model.partial_fit(X, y, epochs=1)  # a new cycle starts once the last one has ended
+    assert _scheduler(model) is not scheduler
+    assert _scheduler(model).last_epoch == steps_per_epoch
+
+
+def test_fresh_compositions_every_epoch(small_data):
+    from skseg.segnet import fit_on_fresh_compositions
+
+    digits, labels = load_digits_standin()
+    model = SegNetSegmenter(max_epochs=2, **TINY)
+    fit_on_fresh_compositions(model, digits, labels, n_images=24, image_size=32, max_digits=1)
+    assert len(model.history) == 2
+    assert model.predict(small_data[0][:2]).shape == (2, 32, 32)
