@@ -107,7 +107,12 @@ def main():
     )
     model = recipe_model(recipe, callbacks=[("held_out", HeldOutIoU(X_test, y_test))])
     fit_on_fresh_compositions(
-        model, digits[train], labels[train], n_images=recipe.n_train, random_state=recipe.seed
+        model,
+        digits[train],
+        labels[train],
+        n_images=recipe.n_train,
+        random_state=recipe.seed,
+        max_digits=recipe.train_max_digits,
     )
     print(f"\nrecipe: {recipe.epochs} epochs of {recipe.n_train} fresh images, "
           f"{len(X_test)} images of held-out digits\n")

@@ -11,8 +11,9 @@ resolution (see :class:`~skseg.MeanShiftSegmenter` for the write-up):
    whose positions agree to within ``merge_tol`` (they have collapsed together) are merged
    into one weighted point. A blurring step moves coincident points identically, so they
    never separate again.
-2. **Pruning.** Points are ordered along a k-d tree; a block of queries only meets the
-   source blocks whose bounding boxes come closer than ``sqrt(cutoff)``. Every skipped pair
+2. **Pruning.** Points are ordered along a k-d tree (leaves of ``LEAF_SIZE`` points); a
+   block of queries only meets the source leaves whose bounding boxes come closer than
+   ``sqrt(cutoff)``. Every skipped pair
    has weight ``< exp(-cutoff)``, and ``cutoff`` is chosen so that all skipped weight
    together moves no point by more than ``1e-7`` times the data diameter.
 3. **Blocking.** The ``n x n`` weight matrix is never built: one ``batch_size x chunk``
@@ -35,7 +36,7 @@ MAX_COLUMNS = 65536
 #: smallest exponent kept; exp(-87) is still a normal float32, so exponentials stay on
 #: the fast vectorised path and the clipped weights are below any resolution we report
 MIN_EXPONENT = -87.0
-LEAF_SIZE = 256
+LEAF_SIZE = 128
 
 
 def prune_cutoff(total_weight, *, standard=False):
@@ -92,8 +93,11 @@ def _leaf_boxes(sorted_points, starts):
 
 def _box_gaps(q_lo, q_hi, s_lo, s_hi):
     """Squared smallest distance between every query box and every source box."""
-    gap = np.maximum(0.0, np.maximum(s_lo[None] - q_hi[:, None], q_lo[:, None] - s_hi[None]))
-    return np.einsum("ijk,ijk->ij", gap, gap)
+    total = np.zeros((len(q_lo), len(s_lo)))
+    for k in range(q_lo.shape[1]):  # one feature at a time keeps memory at n_q x n_s
+        gap = np.maximum(s_lo[None, :, k] - q_hi[:, None, k], q_lo[:, None, k] - s_hi[None, :, k])
+        total += np.maximum(gap, 0.0) ** 2
+    return total
 
 
 class _Sources:
@@ -199,8 +203,17 @@ def merge_coincident(points, weights, inverse, tol):
     if tol <= 0 or len(points) < 2:
         return points, weights, inverse
     keys = torch.round(points / tol).to(torch.int64)
-    _, group, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
-    n_groups = len(counts)
+    keys -= keys.min(dim=0).values
+    spans = (keys.max(dim=0).values + 1).tolist()
+    if math.prod(spans) < 2**62:
+        # one integer per cell: a 1-d unique is much faster than a row-wise one
+        strides = torch.tensor(
+            [math.prod(spans[k + 1 :]) for k in range(len(spans))], device=keys.device
+        )
+        _, group = torch.unique((keys * strides).sum(dim=1), return_inverse=True)
+    else:
+        _, group = torch.unique(keys, dim=0, return_inverse=True)
+    n_groups = int(group.max()) + 1
     if n_groups == len(points):
         return points, weights, inverse
     new_w = torch.zeros(n_groups, dtype=weights.dtype, device=weights.device)

@@ -371,23 +371,33 @@ def make_multidigit_mnist(
     if max_digits < 1:
         raise ValueError(f"max_digits must be at least 1, got {max_digits}")
     rng = check_random_state(random_state)
-    scaled = digits.astype(np.float32) / 255.0
-    X = np.zeros((n_samples, 1, image_size, image_size), dtype=np.float32)
-    y = np.full((n_samples, image_size, image_size), 10, dtype=np.int64)
-    best = np.zeros((image_size, image_size), dtype=np.float32)
+    # draw image by image (the documented order), then place digit slot by slot for all
+    # images at once
+    counts = np.zeros(n_samples, dtype=np.int64)
+    chosen = np.zeros((n_samples, max_digits), dtype=np.int64)
+    offsets = np.zeros((n_samples, max_digits, 2), dtype=np.int64)
     for i in range(n_samples):
         k = rng.randint(1, max_digits + 1)
-        chosen = rng.randint(0, len(digits), size=k)
-        offsets = rng.randint(0, image_size - 28 + 1, size=(k, 2))
-        best[:] = 0.0
-        for index, (row, col) in zip(chosen, offsets):
-            window = (slice(row, row + 28), slice(col, col + 28))
-            digit = scaled[index]
-            higher = digit > best[window]  # strictly higher: the first drawn wins ties
-            best[window][higher] = digit[higher]
-            y[i][window][higher & (digit >= 0.5)] = labels[index]
-            y[i][window][higher & (digit < 0.5)] = 10
-        X[i, 0] = best
+        counts[i] = k
+        chosen[i, :k] = rng.randint(0, len(digits), size=k)
+        offsets[i, :k] = rng.randint(0, image_size - 28 + 1, size=(k, 2))
+    scaled = digits.astype(np.float32) / 255.0
+    best = np.zeros((n_samples, image_size, image_size), dtype=np.float32)
+    y = np.full((n_samples, image_size, image_size), 10, dtype=np.int64)
+    span = np.arange(28)
+    for slot in range(max_digits):
+        images = np.flatnonzero(counts > slot)
+        window = (
+            images[:, None, None],
+            offsets[images, slot, 0][:, None, None] + span[None, :, None],
+            offsets[images, slot, 1][:, None, None] + span[None, None, :],
+        )
+        digit = scaled[chosen[images, slot]]
+        higher = digit > best[window]  # strictly higher: the first drawn wins ties
+        label = np.where(digit >= 0.5, labels[chosen[images, slot]][:, None, None], 10)
+        best[window] = np.where(higher, digit, best[window])
+        y[window] = np.where(higher, label, y[window])
+    X = best[:, None]
     return X, y
 
 

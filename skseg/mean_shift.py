@@ -71,7 +71,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the torch backend runs. ``"auto"`` uses a CUDA GPU when one is available.
 
-    batch_size : int, default=1024
+    batch_size : int, default=512
         Query rows per block. Memory of the backend is
         ``O(batch_size * min(n_samples, 65536))``; the ``n x n`` weight matrix is never
         formed.
@@ -180,7 +180,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         algorithm="blurring",
         cluster_radius=0.5,
         device="auto",
-        batch_size=1024,
+        batch_size=512,
         dtype="float32",
         random_state=None,
         verbose=False,
