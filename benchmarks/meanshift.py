@@ -90,9 +90,11 @@ def run_method(method, scale, subsample):
         out = None
     else:
         device, dtype = method.split("-")[1:]
-        out = MeanShiftSegmenter(BANDWIDTH, max_iter=STEPS, device=device, dtype=dtype).fit(
-            X
-        ).shifted_points_
+        out = (
+            MeanShiftSegmenter(BANDWIDTH, max_iter=STEPS, device=device, dtype=dtype)
+            .fit(X)
+            .shifted_points_
+        )
     seconds = time.perf_counter() - start
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
     if method.startswith("skseg") and device == "cuda":
@@ -137,7 +139,7 @@ def main():
         seconds = f"{stats['seconds']:.2f}" if stats else "-"
         print(f"  {name:<40} {n_label:>9} {seconds:>9} s", file=sys.stderr, flush=True)
 
-    for scale in ([0.25] if args.quick else [0.25, 1.0]):
+    for scale in [0.25] if args.quick else [0.25, 1.0]:
         n = len(coffee_lab(scale))
         ref = "reference" if scale == 0.25 else "skseg-cpu-float64"
         if scale == 0.25 and not (RESULTS / "reference-0.25-0.npy").exists():
@@ -146,34 +148,59 @@ def main():
         sub = 1000
         stats = measure("loop", scale, sub)
         stats["seconds_full"] = stats["seconds"] * (n / sub) ** 2
-        add("per-point numpy loop (assignment)", f"{sub:,}", stats, None,
-            f"{stats['seconds_full']:.0f} s extrapolated to {n:,} (x n^2)")
+        add(
+            "per-point numpy loop (assignment)",
+            f"{sub:,}",
+            stats,
+            None,
+            f"{stats['seconds_full']:.0f} s extrapolated to {n:,} (x n^2)",
+        )
         if scale == 0.25:
             stats = measure("torch", scale)
-            add("straightforward chunked torch, float32", f"{n:,}", stats,
-                max_diff("torch", scale, ref))
+            add(
+                "straightforward chunked torch, float32",
+                f"{n:,}",
+                stats,
+                max_diff("torch", scale, ref),
+            )
         else:
-            add("straightforward chunked torch, float32", f"{n:,}", None, None,
-                "not run: about (16^2) x the 15,000-pixel time")
+            add(
+                "straightforward chunked torch, float32",
+                f"{n:,}",
+                None,
+                None,
+                "not run: about (16^2) x the 15,000-pixel time",
+            )
         stats = measure("sklearn", scale)
-        add("sklearn MeanShift (flat kernel, bin seeding)", f"{n:,}", stats, None,
-            "a different algorithm: no per-point answer to compare")
+        add(
+            "sklearn MeanShift (flat kernel, bin seeding)",
+            f"{n:,}",
+            stats,
+            None,
+            "a different algorithm: no per-point answer to compare",
+        )
         if scale != 0.25:
             measure("skseg-cpu-float64", scale)
         stats = measure("skseg-cpu-float32", scale)
-        add("skseg CPU, float32", f"{n:,}", stats, max_diff("skseg-cpu-float32", scale, ref),
-            "vs float64 reference" if scale == 0.25 else "vs skseg float64")
+        add(
+            "skseg CPU, float32",
+            f"{n:,}",
+            stats,
+            max_diff("skseg-cpu-float32", scale, ref),
+            "vs float64 reference" if scale == 0.25 else "vs skseg float64",
+        )
         if cuda:
             stats = measure("skseg-cuda-float32", scale)
-            add("skseg CUDA, float32", f"{n:,}", stats,
-                max_diff("skseg-cuda-float32", scale, ref))
+            add("skseg CUDA, float32", f"{n:,}", stats, max_diff("skseg-cuda-float32", scale, ref))
 
     print()
-    print(f"Gaussian blurring mean-shift, bandwidth {BANDWIDTH}, {STEPS} steps, "
-          f"{os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"Gaussian blurring mean-shift, bandwidth {BANDWIDTH}, {STEPS} steps, "
+        f"{os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print()
-    header = ("method", "pixels", "time (s)", "peak memory (MB)", "max |diff| (Lab)", "note")
+    header = ("method", "pixels", "time (s)", "peak memory (MB)", "max abs. diff (Lab)", "note")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, n_label, stats, diff, note in rows:

@@ -14,11 +14,10 @@ Usage::
 import argparse
 import time
 
-import numpy as np
 import torch
 from skorch.callbacks import Callback
 
-from skseg.cli import build_parser, recipe_model
+from skseg.cli import build_parser, fit_recipe, recipe_data, recipe_model
 from skseg.losses import CrossEntropy2D
 from skseg.metrics import mean_iou
 from skseg.segnet_model import SegNetLite
@@ -94,28 +93,16 @@ def main():
     if args.throughput_only:
         return
 
-    from skseg.datasets import load_default_digits, make_multidigit_mnist, split_digits
-    from skseg.segnet import fit_on_fresh_compositions
-
     recipe = build_parser().parse_args(["train-segnet", "--quiet"])
-    digits, labels = load_default_digits(args.data_home)
-    train, held = split_digits(
-        len(digits), held_out_fraction=recipe.held_out_fraction, random_state=recipe.seed
-    )
-    X_test, y_test = make_multidigit_mnist(
-        recipe.n_test, digits=digits[held], labels=labels[held], random_state=recipe.seed + 1
-    )
+    if args.data_home:
+        recipe.data_home = args.data_home
+    digits, labels, X_test, y_test = recipe_data(recipe)
     model = recipe_model(recipe, callbacks=[("held_out", HeldOutIoU(X_test, y_test))])
-    fit_on_fresh_compositions(
-        model,
-        digits[train],
-        labels[train],
-        n_images=recipe.n_train,
-        random_state=recipe.seed,
-        max_digits=recipe.train_max_digits,
+    fit_recipe(model, recipe, digits, labels)
+    print(
+        f"\nrecipe: {recipe.epochs} epochs of {recipe.n_train} fresh images, "
+        f"{len(X_test)} images of held-out digits\n"
     )
-    print(f"\nrecipe: {recipe.epochs} epochs of {recipe.n_train} fresh images, "
-          f"{len(X_test)} images of held-out digits\n")
     print("| epoch | training time (s) | held-out mIoU |")
     print("|---|---|---|")
     for row in model.history:

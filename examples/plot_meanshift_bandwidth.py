@@ -3,9 +3,10 @@ Choosing the bandwidth
 ======================
 
 The bandwidth is the scale at which colours count as the same. Small bandwidths keep
-many segments, large ones merge them. Without ground truth, :class:`~sklearn.model_selection.GridSearchCV`
-can still pick one with the segmenter's unsupervised :meth:`~skseg.MeanShiftSegmenter.score`:
-the silhouette of the segmentation on a subsample.
+many segments, large ones merge them. Without ground truth,
+:class:`~sklearn.model_selection.GridSearchCV` can still pick one with the segmenter's
+unsupervised :meth:`~skseg.MeanShiftSegmenter.score`: the silhouette of the segmentation
+on a subsample.
 """
 
 import matplotlib.pyplot as plt

@@ -39,7 +39,9 @@ def straightforward(X, chunk=1024):
     for _ in range(steps):
         new = torch.empty_like(points)
         for s in range(0, len(points), chunk):
-            weight = torch.exp(-torch.cdist(points[s : s + chunk], points) ** 2 / (2 * bandwidth**2))
+            weight = torch.exp(
+                -(torch.cdist(points[s : s + chunk], points) ** 2) / (2 * bandwidth**2)
+            )
             new[s : s + chunk] = weight @ points / weight.sum(1, keepdim=True)
         points = new
     return points

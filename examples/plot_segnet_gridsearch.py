@@ -26,7 +26,12 @@ X, y = make_multidigit_mnist(
 
 search = GridSearchCV(
     SegNetSegmenter(
-        max_epochs=3, lr=5e-3, validation_fraction=0, mixed_precision=True, random_state=0, verbose=0
+        max_epochs=3,
+        lr=5e-3,
+        validation_fraction=0,
+        mixed_precision=True,
+        random_state=0,
+        verbose=0,
     ),
     param_grid={"width": [4, 8, 16]},
     scoring=iou_scorer,

@@ -162,17 +162,13 @@ def weighted_means(queries, sources, weights, cutoff, batch_size, *, same=False)
         q = q_points[rows]
         centre = q.mean(dim=0, keepdim=True)
         qc = q - centre
-        lhs = torch.cat(
-            [2.0 * qc, ones.expand(len(qc), 1), -(qc * qc).sum(1, keepdim=True)], dim=1
-        )
+        lhs = torch.cat([2.0 * qc, ones.expand(len(qc), 1), -(qc * qc).sum(1, keepdim=True)], dim=1)
         kept_leaves = keep[first:last].any(axis=0)
         if kept_leaves.all():
             columns = None
             n_cols = len(src.points)
         else:
-            columns = torch.as_tensor(
-                np.flatnonzero(kept_leaves[src.leaf_of_row]), device=device
-            )
+            columns = torch.as_tensor(np.flatnonzero(kept_leaves[src.leaf_of_row]), device=device)
             n_cols = len(columns)
         acc = torch.zeros(len(q), d + 1, dtype=dtype, device=device)
         for c0 in range(0, n_cols, MAX_COLUMNS):

@@ -48,7 +48,7 @@ class OneCycle(Callback):
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
         scheduler = getattr(self, "scheduler_", None)
-        finished = scheduler is not None and scheduler.last_epoch >= scheduler.total_steps
+        finished = scheduler is not None and scheduler.last_epoch >= scheduler.total_steps - 1
         if net.lr_schedule != "onecycle" or (scheduler is not None and not finished):
             return
         steps = max(1, math.ceil(len(dataset_train) / net.batch_size)) * net.max_epochs
@@ -58,5 +58,6 @@ class OneCycle(Callback):
 
     def on_batch_end(self, net, training=False, **kwargs):
         scheduler = getattr(self, "scheduler_", None)
-        if training and scheduler is not None and scheduler.last_epoch < scheduler.total_steps:
+        # the scheduler starts at step 0; step total_steps - 1 is the cycle's last
+        if training and scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "recipe_model"]
+__all__ = ["main", "build_parser", "recipe_data", "recipe_model", "fit_recipe"]
 
 
 def _segment(args):
@@ -44,34 +44,18 @@ def _segment(args):
 
 
 def _train_segnet(args):
-    from .datasets import load_default_digits, make_multidigit_mnist, split_digits
     from .metrics import iou_per_class
-    from .segnet import fit_on_fresh_compositions
 
     start = time.perf_counter()
-    digits, labels = load_default_digits(args.data_home)
-    # the evaluation images are composed from held-out digits only
-    train, held = split_digits(
-        len(digits), held_out_fraction=args.held_out_fraction, random_state=args.seed
-    )
-    X_test, y_test = make_multidigit_mnist(
-        args.n_test, digits=digits[held], labels=labels[held], random_state=args.seed + 1
-    )
+    digits, labels, X_test, y_test = recipe_data(args)
     print(
         f"training on {args.n_train} fresh images per epoch of up to "
-        f"{args.train_max_digits} digits from {len(train)} digits; evaluating on "
-        f"{len(X_test)} images of up to 3 digits from {len(held)} held-out digits"
+        f"{args.train_max_digits} digits from {len(digits)} digits; evaluating on "
+        f"{len(X_test)} images of up to 3 digits from held-out digits"
     )
     model = recipe_model(args)
     fit_start = time.perf_counter()
-    fit_on_fresh_compositions(
-        model,
-        digits[train],
-        labels[train],
-        n_images=args.n_train,
-        random_state=args.seed,
-        max_digits=args.train_max_digits,
-    )
+    fit_recipe(model, args, digits, labels)
     fit_time = time.perf_counter() - fit_start
     classes, iou = iou_per_class(y_test, model.predict(X_test))
     total = time.perf_counter() - start
@@ -82,6 +66,66 @@ def _train_segnet(args):
     model.save(args.output)
     print(f"saved the model to {args.output} (load with SegNetSegmenter.load)")
     return 0
+
+
+def recipe_data(args):
+    """Training digits and held-out evaluation images of the ``train-segnet`` recipe.
+
+    A share ``args.held_out_fraction`` of the digits is held out
+    (:func:`~skseg.datasets.split_digits`); the evaluation images are composed from those
+    alone, by the data contract (1 to 3 digits per image).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed ``skseg train-segnet`` arguments (see :func:`build_parser`).
+
+    Returns
+    -------
+    digits, labels : ndarray
+        The training digits and their classes.
+    X_test, y_test : ndarray
+        Evaluation images and label maps.
+    """
+    from .datasets import load_default_digits, make_multidigit_mnist, split_digits
+
+    digits, labels = load_default_digits(args.data_home)
+    train, held = split_digits(
+        len(digits), held_out_fraction=args.held_out_fraction, random_state=args.seed
+    )
+    X_test, y_test = make_multidigit_mnist(
+        args.n_test, digits=digits[held], labels=labels[held], random_state=args.seed + 1
+    )
+    return digits[train], labels[train], X_test, y_test
+
+
+def fit_recipe(model, args, digits, labels):
+    """Train ``model`` the recipe's way: fresh compositions every epoch.
+
+    Parameters
+    ----------
+    model : SegNetSegmenter
+        From :func:`recipe_model`.
+    args : argparse.Namespace
+        Parsed ``skseg train-segnet`` arguments.
+    digits, labels : ndarray
+        Training digits, from :func:`recipe_data`.
+
+    Returns
+    -------
+    model : SegNetSegmenter
+        Trained.
+    """
+    from .segnet import fit_on_fresh_compositions
+
+    return fit_on_fresh_compositions(
+        model,
+        digits,
+        labels,
+        n_images=args.n_train,
+        random_state=args.seed,
+        max_digits=args.train_max_digits,
+    )
 
 
 def recipe_model(args, **params):
@@ -168,8 +212,7 @@ def build_parser():
         "--spatial-scale",
         type=_positive_float,
         default=None,
-        help="append (row, col) * S to the colour features for joint spatial-range "
-        "mean-shift",
+        help="append (row, col) * S to the colour features for joint spatial-range mean-shift",
     )
     seg.add_argument("--algorithm", choices=["blurring", "standard"], default="blurring")
     seg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

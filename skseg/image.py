@@ -106,9 +106,8 @@ def rgb_to_features(image, *, spatial_scale=None):
     >>> from skseg.image import rgb_to_features
     >>> image = np.zeros((2, 3, 3), dtype=np.uint8)
     >>> image[0, 0] = 255
-    >>> rgb_to_features(image).round(1)[:2]
-    array([[100.,   0.,   0.],
-           [  0.,   0.,   0.]])
+    >>> rgb_to_features(image)[:, 0].round(1)  # L*: white, then black
+    array([100.,   0.,   0.,   0.,   0.,   0.])
     >>> rgb_to_features(image, spatial_scale=0.5).shape
     (6, 5)
     """
@@ -187,8 +186,7 @@ def segmentation_overview(image, label_map, *, boundary_color=(1.0, 1.0, 0.0)):
     label_map = np.asarray(label_map)
     if label_map.shape != image.shape[:2]:
         raise ValueError(
-            f"label map of shape {label_map.shape} does not match the image's "
-            f"{image.shape[:2]}"
+            f"label map of shape {label_map.shape} does not match the image's {image.shape[:2]}"
         )
     mean_colour = color.label2rgb(label_map, image, kind="avg", bg_label=-1)
     boundaries = segmentation.mark_boundaries(image, label_map, color=boundary_color)

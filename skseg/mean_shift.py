@@ -102,7 +102,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         reached a fixed point).
 
     n_features_in_ : int
-        Number of features seen during :term:`fit`.
+        Number of features seen during ``fit``.
 
     device_ : torch.device
         Device the backend ran on.
@@ -308,9 +308,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
 def _segment_modes(shifted, radius):
     """Group shifted points closer than ``radius``; return each group's mean position."""
-    unique, inverse, counts = np.unique(
-        shifted, axis=0, return_inverse=True, return_counts=True
-    )
+    unique, inverse, counts = np.unique(shifted, axis=0, return_inverse=True, return_counts=True)
     graph = radius_neighbors_graph(unique, radius, mode="connectivity", include_self=False)
     n_groups, group = connected_components(graph, directed=False)
     totals = np.zeros((n_groups, shifted.shape[1]))
@@ -360,7 +358,7 @@ def silhouette_scorer(estimator, X, y=None, *, sample_size=2000):
     >>> X[::2] += 0.1
     >>> ms = MeanShiftSegmenter(bandwidth=1.0, random_state=0).fit(X)
     >>> round(silhouette_scorer(ms, X), 3)
-    0.99
+    0.994
     """
     labels = estimator.predict(X)
     X = np.asarray(X, dtype=np.float64)

@@ -6,7 +6,7 @@ from skseg import SegNetSegmenter
 from skseg.cli import main
 from skseg.datasets import StandInWarning
 
-from .test_datasets import needs_shared
+from .test_datasets import SHARED_MNIST, needs_shared
 
 
 def test_segment_default_image_writes_the_panel(tmp_path, capsys):
@@ -41,8 +41,22 @@ def test_segment_reports_bad_files(tmp_path, capsys):
 
 def _train_args(data_home, out):
     return [
-        "train-segnet", "--data-home", str(data_home), "-o", str(out), "--n-train", "40",
-        "--n-test", "8", "--epochs", "2", "--width", "4", "--depth", "2", "--quiet",
+        "train-segnet",
+        "--data-home",
+        str(data_home),
+        "-o",
+        str(out),
+        "--n-train",
+        "40",
+        "--n-test",
+        "8",
+        "--epochs",
+        "2",
+        "--width",
+        "4",
+        "--depth",
+        "2",
+        "--quiet",
     ]
 
 
@@ -58,4 +72,4 @@ def test_train_segnet_on_the_offline_standin(tmp_path, capsys):
 @needs_shared
 def test_train_segnet_reads_mnist(tmp_path, capsys):
     assert main(_train_args(SHARED_MNIST, tmp_path / "m.pt")) == 0
-    assert "from 50000 digits" in capsys.readouterr().out
+    assert "from 50000 digits" in capsys.readouterr().out  # 10,000 held out

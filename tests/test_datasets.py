@@ -1,7 +1,6 @@
 import gzip
 import hashlib
 import http.server
-import shutil
 import threading
 from pathlib import Path
 
@@ -34,9 +33,11 @@ def test_load_mnist_reads_the_shared_training_digits():
 
 def _write_idx(folder, images, labels, compress):
     folder.mkdir(parents=True, exist_ok=True)
-    img = (0x803).to_bytes(4, "big") + b"".join(
-        n.to_bytes(4, "big") for n in images.shape
-    ) + images.tobytes()
+    img = (
+        (0x803).to_bytes(4, "big")
+        + b"".join(n.to_bytes(4, "big") for n in images.shape)
+        + images.tobytes()
+    )
     lab = (0x801).to_bytes(4, "big") + len(labels).to_bytes(4, "big") + labels.tobytes()
     for name, raw in [("train-images-idx3-ubyte", img), ("train-labels-idx1-ubyte", lab)]:
         if compress:
@@ -96,9 +97,7 @@ def local_mirror(tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    checksums = {
-        p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served.glob("*.gz")
-    }
+    checksums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in served.glob("*.gz")}
     yield f"http://127.0.0.1:{server.server_address[1]}/", checksums, images, labels
     server.shutdown()
 
@@ -179,7 +178,10 @@ def test_multidigit_composition_follows_the_contract():
         ({"digits": np.zeros((2, 28, 27), np.uint8), "labels": [0, 1]}, r"\(n, 28, 28\)"),
         ({"digits": np.zeros((2, 28, 28), np.uint8), "labels": [0]}, "expected 2 labels"),
         ({"digits": np.zeros((2, 28, 28), np.uint8)}, "labels are required"),
-        ({"digits": np.zeros((1, 28, 28), np.uint8), "labels": [0], "image_size": 20}, "at least 28"),
+        (
+            {"digits": np.zeros((1, 28, 28), np.uint8), "labels": [0], "image_size": 20},
+            "at least 28",
+        ),
     ],
 )
 def test_composition_rejects_bad_arguments(kwargs, message):

@@ -25,7 +25,9 @@ def test_same_size_matches_torch_cross_entropy():
     weight = torch.tensor([1.0, 2.0, 0.5, 1.0])
     for reduction in ["mean", "sum", "none"]:
         loss = CrossEntropy2D(reduction=reduction, weight=weight)(scores, target)
-        expected = F.cross_entropy(scores, target, weight=weight, ignore_index=255, reduction=reduction)
+        expected = F.cross_entropy(
+            scores, target, weight=weight, ignore_index=255, reduction=reduction
+        )
         torch.testing.assert_close(loss, expected)
 
 

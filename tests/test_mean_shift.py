@@ -128,9 +128,7 @@ def test_predict_transform_and_fit_transform_agree(coffee_lab_small):
     np.testing.assert_array_equal(ms.labels_, distances.argmin(1))
     posterized = ms.transform(X)
     np.testing.assert_array_equal(posterized, ms.cluster_centers_[ms.labels_])
-    np.testing.assert_array_equal(
-        MeanShiftSegmenter(device="cpu").fit_transform(X), posterized
-    )
+    np.testing.assert_array_equal(MeanShiftSegmenter(device="cpu").fit_transform(X), posterized)
     assert np.bincount(ms.labels_).min() > 0  # no empty segment
 
 

@@ -50,7 +50,9 @@ def test_scaling_data_and_bandwidth_scales_the_result(X, factor):
 
 
 @SETTINGS
-@given(point_sets(), st.sampled_from(["blurring", "standard"]), st.sampled_from(["float32", "float64"]))
+@given(
+    point_sets(), st.sampled_from(["blurring", "standard"]), st.sampled_from(["float32", "float64"])
+)
 def test_results_stay_inside_the_bounding_box(X, algorithm, dtype):
     shifted = fit(X, algorithm=algorithm, dtype=dtype).shifted_points_
     slack = 1e-4 if dtype == "float32" else 1e-9
