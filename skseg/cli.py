@@ -86,6 +86,17 @@ def recipe_data(args):
         The training digits and their classes.
     X_test, y_test : ndarray
         Evaluation images and label maps.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> from skseg.cli import build_parser, recipe_data
+    >>> args = build_parser().parse_args(
+    ...     ["train-segnet", "--data-home", tempfile.mkdtemp(), "--n-test", "4"])
+    >>> with warnings.catch_warnings(record=True):  # no MNIST there: the stand-in
+    ...     digits, labels, X_test, y_test = recipe_data(args)
+    >>> len(digits), X_test.shape
+    (1497, (4, 1, 64, 64))
     """
     from .datasets import load_default_digits, make_multidigit_mnist, split_digits
 
@@ -115,6 +126,16 @@ def fit_recipe(model, args, digits, labels):
     -------
     model : SegNetSegmenter
         Trained.
+
+    Examples
+    --------
+    >>> from skseg.cli import build_parser, fit_recipe, recipe_model
+    >>> from skseg.datasets import load_digits_standin
+    >>> args = build_parser().parse_args(
+    ...     ["train-segnet", "--epochs", "1", "--n-train", "8", "--width", "4", "--quiet"])
+    >>> digits, labels = load_digits_standin()
+    >>> len(fit_recipe(recipe_model(args), args, digits, labels).history)
+    1
     """
     from .segnet import fit_on_fresh_compositions
 
@@ -275,6 +296,17 @@ def main(argv=None):
     -------
     status : int
         0 on success, 2 when the input is rejected.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skseg.cli import main
+    >>> out = os.path.join(tempfile.mkdtemp(), "coffee.png")
+    >>> main(["segment", "--scale", "0.05", "--quiet", "-o", out])  # doctest: +ELLIPSIS
+    segmenting scikit-image sample 'coffee': 30 x 20 pixels
+    ... segments in ... s (... steps on cpu)
+    wrote ... (original | segments in mean colour | boundaries)
+    0
     """
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -42,7 +42,14 @@ _IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
 
 
 class StandInWarning(UserWarning):
-    """Warns that the bundled 8 x 8 digits stand in for MNIST."""
+    """Warns that the bundled 8 x 8 digits stand in for MNIST.
+
+    Examples
+    --------
+    >>> from skseg.datasets import StandInWarning
+    >>> issubclass(StandInWarning, UserWarning)  # filter it like any UserWarning
+    True
+    """
 
 
 def get_data_home(data_home=None):
