@@ -236,8 +236,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         self.shifted_points_ = shifted
         modes = _segment_modes(shifted, self.cluster_radius * self.bandwidth)
-        self.cluster_centers_ = modes
-        used, self.labels_ = np.unique(self._nearest_centre(X), return_inverse=True)
+        used, self.labels_ = np.unique(_nearest(X, modes), return_inverse=True)
         self.cluster_centers_ = modes[used]
         return self
 
@@ -254,7 +253,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         labels : ndarray of shape (n_samples,)
             Segment index of each sample.
         """
-        return self._nearest_centre(self._validate_new(X))
+        return _nearest(self._validate_new(X), self.cluster_centers_)
 
     def transform(self, X):
         """Replace every sample by its segment's centre (posterization).
@@ -270,14 +269,11 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
             ``cluster_centers_[predict(X)]``, in the floating dtype of ``X``.
         """
         X = self._validate_new(X)
-        return self.cluster_centers_[self._nearest_centre(X)].astype(X.dtype, copy=False)
+        return self.cluster_centers_[_nearest(X, self.cluster_centers_)].astype(X.dtype, copy=False)
 
     def _validate_new(self, X):
         check_is_fitted(self)
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-
-    def _nearest_centre(self, X):
-        return pairwise_distances_argmin(X, self.cluster_centers_.astype(X.dtype, copy=False))
 
     def score(self, X, y=None):
         """Silhouette of the segmentation of ``X``, on a subsample.
@@ -304,6 +300,11 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _nearest(X, centres):
+    """Index of the nearest of ``centres`` for every row of ``X``."""
+    return pairwise_distances_argmin(X, centres.astype(X.dtype, copy=False))
 
 
 def _segment_modes(shifted, radius):

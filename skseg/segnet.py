@@ -454,11 +454,13 @@ class SegNetSegmenter(NeuralNet):
         check_is_fitted(self, "classes_")
         return self._check_X(X, reset=False)
 
-    def _unflatten(self, out, n):
+    def _restore_layout(self, out):
+        """Give per-pixel output ``(n, [classes,] H, W)`` the layout the input came in."""
+        lead = out.shape[:-2]
         if self.image_shape is not None:
-            return out.reshape(n, -1)
+            return out.reshape(*lead, -1)  # flattened images in, flattened maps out
         if self.image_shape_[1:] == (1, 1):
-            return out.reshape(n)  # pixels in, one label per pixel out
+            return out.reshape(lead)  # pixel rows in, one value per pixel out
         return out
 
     def predict(self, X):
@@ -476,7 +478,7 @@ class SegNetSegmenter(NeuralNet):
         """
         X = self._prepare(X)
         batches = [out.argmax(1).numpy() for out in self.forward_iter(X, training=False)]
-        return self._unflatten(self.classes_[np.concatenate(batches)], len(X))
+        return self._restore_layout(self.classes_[np.concatenate(batches)])
 
     def predict_proba(self, X):
         """Class probabilities of every pixel.
@@ -497,12 +499,7 @@ class SegNetSegmenter(NeuralNet):
             torch.softmax(out.float(), dim=1).numpy()
             for out in self.forward_iter(X, training=False)
         ]
-        proba = np.concatenate(batches)
-        if self.image_shape is not None:
-            return proba.reshape(len(X), len(self.classes_), -1)
-        if self.image_shape_[1:] == (1, 1):
-            return proba[:, :, 0, 0]
-        return proba
+        return self._restore_layout(np.concatenate(batches))
 
     def score(self, X, y):
         """Mean IoU of the predictions on ``X`` against ``y``.
