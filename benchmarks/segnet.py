@@ -17,7 +17,13 @@ import time
 import torch
 from skorch.callbacks import Callback
 
-from skseg.cli import build_parser, fit_recipe, recipe_data, recipe_model
+from skseg.cli import (
+    build_parser,
+    fit_recipe,
+    plan_images_per_epoch,
+    recipe_data,
+    recipe_model,
+)
 from skseg.losses import CrossEntropy2D
 from skseg.metrics import mean_iou
 from skseg.segnet_model import SegNetLite
@@ -98,6 +104,7 @@ def main():
         recipe.data_home = args.data_home
     digits, labels, X_test, y_test = recipe_data(recipe)
     model = recipe_model(recipe, callbacks=[("held_out", HeldOutIoU(X_test, y_test))])
+    recipe.n_train = plan_images_per_epoch(model, recipe, digits, labels)
     fit_recipe(model, recipe, digits, labels)
     print(
         f"\nrecipe: {recipe.epochs} epochs of {recipe.n_train} fresh images, "

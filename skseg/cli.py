@@ -6,7 +6,14 @@ import time
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "recipe_data", "recipe_model", "fit_recipe"]
+__all__ = [
+    "main",
+    "build_parser",
+    "recipe_data",
+    "recipe_model",
+    "plan_images_per_epoch",
+    "fit_recipe",
+]
 
 
 def _segment(args):
@@ -48,12 +55,14 @@ def _train_segnet(args):
 
     start = time.perf_counter()
     digits, labels, X_test, y_test = recipe_data(args)
+    model = recipe_model(args)
+    if args.n_train is None:
+        args.n_train = plan_images_per_epoch(model, args, digits, labels)
     print(
         f"training on {args.n_train} fresh images per epoch of up to "
         f"{args.train_max_digits} digits from {len(digits)} digits; evaluating on "
         f"{len(X_test)} images of up to 3 digits from held-out digits"
     )
-    model = recipe_model(args)
     fit_start = time.perf_counter()
     fit_recipe(model, args, digits, labels)
     fit_time = time.perf_counter() - fit_start
@@ -108,6 +117,51 @@ def recipe_data(args):
         args.n_test, digits=digits[held], labels=labels[held], random_state=args.seed + 1
     )
     return digits[train], labels[train], X_test, y_test
+
+
+def plan_images_per_epoch(model, args, digits, labels):
+    """Images per epoch that fill the recipe's ``--time-budget`` on this machine.
+
+    Parameters
+    ----------
+    model : SegNetSegmenter
+        From :func:`recipe_model`.
+    args : argparse.Namespace
+        Parsed ``skseg train-segnet`` arguments.
+    digits, labels : ndarray
+        Training digits, from :func:`recipe_data`.
+
+    Returns
+    -------
+    n_train : int
+        Images to compose per epoch; printed, so that ``--n-train`` can repeat the run.
+
+    Examples
+    --------
+    >>> from skseg.cli import build_parser, plan_images_per_epoch, recipe_model
+    >>> from skseg.datasets import load_digits_standin
+    >>> args = build_parser().parse_args(
+    ...     ["train-segnet", "--epochs", "1", "--time-budget", "2", "--width", "4", "--quiet"])
+    >>> digits, labels = load_digits_standin()
+    >>> plan_images_per_epoch(recipe_model(args), args, digits, labels) > 0
+    True
+    """
+    from .segnet import images_per_epoch_for_budget
+
+    n_train, rate = images_per_epoch_for_budget(
+        model,
+        digits,
+        labels,
+        seconds=args.time_budget,
+        random_state=args.seed,
+        max_digits=args.train_max_digits,
+    )
+    if not args.quiet:
+        print(
+            f"measured {rate:.0f} training images/s: {args.epochs} epochs of {n_train} "
+            f"images fill the {args.time_budget:.0f} s budget (repeat with --n-train {n_train})"
+        )
+    return n_train
 
 
 def fit_recipe(model, args, digits, labels):
@@ -256,7 +310,18 @@ def build_parser():
     )
     train.add_argument("-o", "--output", default="segnet.pt", help="model file")
     train.add_argument(
-        "--n-train", type=int, default=28000, help="training images composed per epoch"
+        "--n-train",
+        type=int,
+        default=None,
+        help="training images composed per epoch (default: as many as fill --time-budget, "
+        "measured on this machine before training)",
+    )
+    train.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=450.0,
+        help="training seconds to plan for when --n-train is not given (default 450, so "
+        "that the whole run stays within 10 minutes)",
     )
     train.add_argument("--n-test", type=int, default=2000, help="evaluation images")
     train.add_argument(

@@ -15,7 +15,7 @@ from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
 from .segnet_model import SegNetLite
 
-__all__ = ["SegNetSegmenter", "fit_on_fresh_compositions"]
+__all__ = ["SegNetSegmenter", "fit_on_fresh_compositions", "images_per_epoch_for_budget"]
 
 # constructor parameters that save() stores; classes and callables are not stored
 _SAVED_PARAMS = (
@@ -650,3 +650,85 @@ def fit_on_fresh_compositions(model, digits, labels, *, n_images, random_state=0
         else:
             model.partial_fit(X, y, epochs=1)
     return model
+
+
+def images_per_epoch_for_budget(
+    model, digits, labels, *, seconds, n_probe_batches=6, random_state=0, **compose
+):
+    """How many fresh images per epoch let ``model`` train for about ``seconds`` in all.
+
+    Times a few training steps of a silent clone of ``model`` on composed images (after
+    one warm-up step) and scales the measured rate to ``model.max_epochs`` epochs,
+    counting the share of each epoch that is held out for validation as training too (a
+    small overestimate of its cost, on the safe side). Used by
+    :func:`fit_on_fresh_compositions` callers that plan by time, as
+    ``skseg train-segnet`` does by default: the same command then fits the budget on
+    slower and faster machines, and the planned number is printed so that a run can be
+    repeated exactly with ``--n-train``.
+
+    Parameters
+    ----------
+    model : SegNetSegmenter
+        The estimator to be trained (it is not changed).
+
+    digits, labels : ndarray
+        Source digits and their classes.
+
+    seconds : float
+        Training time to plan for.
+
+    n_probe_batches : int, default=6
+        Timed training batches.
+
+    random_state : int, default=0
+        Seed of the probe images.
+
+    **compose : dict
+        Further arguments of :func:`~skseg.datasets.make_multidigit_mnist`.
+
+    Returns
+    -------
+    n_images : int
+        Images per epoch (at least one batch).
+
+    rate : float
+        Measured training images per second.
+
+    Examples
+    --------
+    >>> from skseg import SegNetSegmenter
+    >>> from skseg.datasets import load_digits_standin
+    >>> from skseg.segnet import images_per_epoch_for_budget
+    >>> digits, labels = load_digits_standin()
+    >>> model = SegNetSegmenter(width=4, depth=2, max_epochs=2, batch_size=4)
+    >>> n_images, rate = images_per_epoch_for_budget(
+    ...     model, digits, labels, seconds=5, image_size=32)
+    >>> n_images >= 4 and rate > 0
+    True
+    """
+    import time
+
+    from sklearn.base import clone
+
+    from .datasets import make_multidigit_mnist
+
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    batch = model.batch_size
+    X, y = make_multidigit_mnist(
+        batch * (n_probe_batches + 1),
+        digits=digits,
+        labels=labels,
+        random_state=random_state,
+        **compose,
+    )
+    probe = clone(model).set_params(
+        verbose=0, max_epochs=1, validation_fraction=0, lr_schedule="constant", callbacks=None
+    )
+    probe.fit(X, y, epochs=0)  # classes and initialisation only
+    probe.partial_fit(X[:batch], y[:batch])  # the first step is slower than the rest
+    start = time.perf_counter()
+    probe.partial_fit(X[batch:], y[batch:])
+    rate = batch * n_probe_batches / (time.perf_counter() - start)
+    n_images = int(rate * seconds / max(1, model.max_epochs))
+    return max(batch, n_images), rate

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from skimage import data, io
@@ -39,15 +41,14 @@ def test_segment_reports_bad_files(tmp_path, capsys):
     assert "not an RGB image" in capsys.readouterr().err
 
 
-def _train_args(data_home, out):
+def _train_args(data_home, out, size=("--n-train", "40")):
     return [
         "train-segnet",
         "--data-home",
         str(data_home),
         "-o",
         str(out),
-        "--n-train",
-        "40",
+        *size,
         "--n-test",
         "8",
         "--epochs",
@@ -67,6 +68,16 @@ def test_train_segnet_on_the_offline_standin(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "held-out mean IoU" in printed and "per-class IoU" in printed
     assert SegNetSegmenter.load(out).predict(np.zeros((1, 64, 64))).shape == (1, 64, 64)
+
+
+def test_train_segnet_plans_the_epochs_by_time(tmp_path, capsys):
+    args = _train_args(tmp_path, tmp_path / "m.pt", size=("--time-budget", "1"))
+    args.remove("--quiet")
+    with pytest.warns(StandInWarning):
+        assert main(args) == 0
+    printed = capsys.readouterr().out
+    planned = int(re.search(r"repeat with --n-train (\d+)", printed).group(1))
+    assert f"training on {planned} fresh images per epoch" in printed
 
 
 @needs_shared

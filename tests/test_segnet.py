@@ -235,3 +235,19 @@ def test_fresh_compositions_every_epoch(small_data):
     fit_on_fresh_compositions(model, digits, labels, n_images=24, image_size=32, max_digits=1)
     assert len(model.history) == 2
     assert model.predict(small_data[0][:2]).shape == (2, 32, 32)
+
+
+def test_images_per_epoch_for_budget_times_a_clone():
+    from skseg.segnet import images_per_epoch_for_budget
+
+    digits, labels = load_digits_standin()
+    model = SegNetSegmenter(max_epochs=4, **TINY)
+    n_images, rate = images_per_epoch_for_budget(
+        model, digits, labels, seconds=2, image_size=32, max_digits=1
+    )
+    assert rate > 0 and n_images >= model.batch_size
+    # the plan is rate x seconds spread over the epochs
+    assert n_images == max(model.batch_size, int(rate * 2 / 4))
+    assert not hasattr(model, "module_")  # the estimator itself is left untouched
+    with pytest.raises(ValueError, match="seconds must be > 0"):
+        images_per_epoch_for_budget(model, digits, labels, seconds=0)
