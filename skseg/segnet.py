@@ -1,10 +1,12 @@
 """SegNet semantic segmentation as a scikit-learn estimator, built on skorch."""
 
 import math
+import time
 from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.utils.validation import check_array, check_is_fitted
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
@@ -706,10 +708,6 @@ def images_per_epoch_for_budget(
     >>> n_images >= 4 and rate > 0
     True
     """
-    import time
-
-    from sklearn.base import clone
-
     from .datasets import make_multidigit_mnist
 
     if not seconds > 0:
