@@ -119,6 +119,11 @@ def recipe_data(args):
     return digits[train], labels[train], X_test, y_test
 
 
+def _training_images(args):
+    # how the recipe composes training images: the timing probe and the training must agree
+    return {"random_state": args.seed, "max_digits": args.train_max_digits}
+
+
 def plan_images_per_epoch(model, args, digits, labels):
     """Images per epoch that fill the recipe's ``--time-budget`` on this machine.
 
@@ -153,8 +158,7 @@ def plan_images_per_epoch(model, args, digits, labels):
         digits,
         labels,
         seconds=args.time_budget,
-        random_state=args.seed,
-        max_digits=args.train_max_digits,
+        **_training_images(args),
     )
     if not args.quiet:
         print(
@@ -198,8 +202,7 @@ def fit_recipe(model, args, digits, labels):
         digits,
         labels,
         n_images=args.n_train,
-        random_state=args.seed,
-        max_digits=args.train_max_digits,
+        **_training_images(args),
     )
 
 
