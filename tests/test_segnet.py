@@ -4,6 +4,9 @@ import joblib
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -14,6 +17,7 @@ from skorch.helper import predefined_split
 from skseg import SegNetSegmenter
 from skseg.datasets import load_digits_standin, make_multidigit_mnist
 from skseg.metrics import iou_scorer, mean_iou
+from skseg.segnet import shift_offsets
 from skseg.segnet_model import SegNetLite
 
 TINY = dict(width=4, depth=2, lr=2e-2, batch_size=16, verbose=0, random_state=0)
@@ -41,6 +45,44 @@ def test_architecture_follows_segnet():
     assert net(torch.zeros(2, 1, 32, 48)).shape == (2, 11, 32, 48)
     with pytest.raises(ValueError, match="divisible by 16"):
         net(torch.zeros(1, 1, 40, 40))
+
+
+def _functional_segnet(net, x, encoder_skip):
+    """SegNetLite's forward pass in eval mode, written out with torch.nn.functional."""
+
+    def block(layers, x):
+        conv, bn, _ = layers
+        x = F.conv2d(x, conv.weight, padding=1)
+        x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
+        return F.relu(x)
+
+    image, features, indices = x, [], []
+    for layers in net.encoders:
+        x = block(layers, x)
+        features.append(x)
+        x, idx = F.max_pool2d(x, 2, return_indices=True)
+        indices.append(idx)
+    for level in reversed(range(len(net.encoders))):
+        x = F.max_unpool2d(x, indices[level], 2)
+        if level == 0:
+            x = x + F.conv2d(image, net.skip.weight, net.skip.bias)
+        elif encoder_skip:
+            x = x + features[level]
+        x = block(net.decoders[level], x)
+    return F.conv2d(x, net.classifier.weight, net.classifier.bias)
+
+
+@pytest.mark.parametrize("encoder_skip", [True, False])
+def test_forward_matches_a_functional_reference(encoder_skip):
+    torch.manual_seed(0)
+    net = SegNetLite(width=4, depth=3, encoder_skip=encoder_skip).eval()
+    for module in net.modules():  # stored statistics that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(2, 1, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), _functional_segnet(net, x, encoder_skip))
 
 
 def test_input_skip_feeds_the_image_to_the_top_decoder_block():
@@ -90,6 +132,44 @@ def test_predict_proba_and_labels(small_data):
     np.testing.assert_array_equal(seg.classes_[proba.argmax(1)], seg.predict(X[:4]))
     # images of another size work too (fully convolutional), and (n, H, W) input
     assert seg.predict(X[:2, 0, :16, :24]).shape == (2, 16, 24)
+
+
+def test_test_time_shifts_average_shifted_copies(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    images = X[:3]
+    # depth 2: the image itself, then copies at offsets below 4 in a canvas 4 pixels larger
+    offsets = shift_offsets(3, 4)
+    assert offsets == [(0, 0), (1, 0), (0, 2), (3, 0)]
+    expected = 0
+    seg.module_.eval()
+    for dy, dx in offsets:
+        canvas = images
+        if dy or dx:
+            canvas = np.pad(images, ((0, 0), (0, 0), (dy, 4 - dy), (dx, 4 - dx)), mode="edge")
+        with torch.no_grad():
+            logits = seg.module_(torch.as_tensor(canvas)).numpy()
+        logits = logits[..., dy : dy + 32, dx : dx + 32]
+        expected += np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected /= len(offsets)
+    seg.set_params(test_time_shifts=3)
+    proba = seg.predict_proba(images)
+    labels = seg.predict(images)
+    np.testing.assert_allclose(proba, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(labels, seg.classes_[expected.argmax(1)])
+    assert seg.score(X, y) > 0
+    with pytest.raises(ValueError, match="test_time_shifts must be an integer >= 0"):
+        seg.set_params(test_time_shifts=-1).predict(images)
+
+
+@given(n_shifts=st.integers(0, 40), depth=st.integers(0, 5))
+def test_shift_offsets_spread_over_the_pooling_grid(n_shifts, depth):
+    period = 2**depth
+    offsets = shift_offsets(n_shifts, period)
+    assert len(offsets) == n_shifts + 1 and offsets[0] == (0, 0)
+    assert all(0 <= d < period for offset in offsets for d in offset)
+    # evenly spread: as many distinct offsets as the grid allows, up to 1 + n_shifts // 2
+    assert len(set(offsets)) >= min(period * period, 1 + n_shifts // 2)
 
 
 def test_classes_are_learned_from_y_and_ignored_pixels_skipped(small_data):
@@ -149,12 +229,14 @@ def test_cuda_training(small_data):
 
 def test_save_and_load_round_trip_without_code(small_data, tmp_path):
     X, y = small_data
-    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    seg = SegNetSegmenter(max_epochs=1, encoder_skip=False, test_time_shifts=2, **TINY)
+    seg.fit(X, y)
     path = tmp_path / "model.pt"
     seg.save(path)
     loaded = SegNetSegmenter.load(path)
     np.testing.assert_array_equal(loaded.predict(X[:5]), seg.predict(X[:5]))
-    assert loaded.width == 4 and loaded.depth == 2
+    assert (loaded.width, loaded.depth) == (4, 2)
+    assert loaded.encoder_skip is False and loaded.test_time_shifts == 2
     # a file that needs code to unpickle is refused
     evil = tmp_path / "evil.pt"
     torch.save({"params": FunctionTransformer()}, evil)
