@@ -85,6 +85,16 @@ def test_forward_matches_a_functional_reference(encoder_skip):
         torch.testing.assert_close(net(x), _functional_segnet(net, x, encoder_skip))
 
 
+def test_unpooling_stays_in_bfloat16_under_autocast():
+    # autocast would widen max-unpooling to float32, doubling the decoder's memory traffic
+    net = SegNetLite(width=4, depth=2).eval()
+    dtypes = []
+    net.unpool.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(torch.rand(1, 1, 16, 16))
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+
+
 def test_input_skip_feeds_the_image_to_the_top_decoder_block():
     assert SegNetLite(width=4, depth=2, input_skip=False).skip is None
     net = SegNetLite(width=4, depth=2).eval()
