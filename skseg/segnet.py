@@ -663,8 +663,8 @@ def shift_offsets(n_shifts, period):
     """
     if not isinstance(n_shifts, Integral) or n_shifts < 0:
         raise ValueError(f"test_time_shifts must be an integer >= 0, got {n_shifts!r}")
-    golden = 1.32471795724474602596  # the plastic number: x**3 = x + 1
-    steps = (1 / golden, 1 / golden**2)
+    plastic = 1.32471795724474602596  # the plastic number, x**3 = x + 1
+    steps = (1 / plastic, 1 / plastic**2)
     return [(0, 0)] + [
         tuple(int(period * ((0.5 + i * step) % 1)) for step in steps)
         for i in range(1, n_shifts + 1)
