@@ -17,6 +17,7 @@ import time
 import torch
 from skorch.callbacks import Callback
 
+from skseg._device import has_fast_bfloat16
 from skseg.cli import (
     build_parser,
     fit_recipe,
@@ -85,7 +86,8 @@ def main():
     parser.add_argument("--throughput-only", action="store_true")
     args = parser.parse_args()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    native = "native" if has_fast_bfloat16("cpu") else "emulated (no AMX or AVX-512 BF16)"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bfloat16 {native}\n")
     print("| memory format | precision | training (img/s) | inference (img/s) |")
     print("|---|---|---|---|")
     for channels_last in (False, True):

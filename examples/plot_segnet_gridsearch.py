@@ -29,7 +29,7 @@ search = GridSearchCV(
         max_epochs=3,
         lr=5e-3,
         validation_fraction=0,
-        mixed_precision=True,
+        mixed_precision="auto",
         random_state=0,
         verbose=0,
     ),

@@ -32,7 +32,7 @@ X_test, y_test = make_multidigit_mnist(
 )
 
 model = SegNetSegmenter(
-    width=16, max_epochs=3, lr=5e-3, mixed_precision=True, random_state=0, verbose=1
+    width=16, max_epochs=3, lr=5e-3, mixed_precision="auto", random_state=0, verbose=1
 )
 model.fit(X, y)
 

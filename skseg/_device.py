@@ -36,3 +36,33 @@ def resolve_device(device):
             "use device='cpu' or device='auto'."
         )
     return resolved
+
+
+def has_fast_bfloat16(device):
+    """Whether bfloat16 arithmetic runs natively, and so faster than float32, on ``device``.
+
+    On CUDA, GPUs that support bfloat16 (Ampere and later). On the CPU, processors with
+    AMX or AVX-512 BF16 instructions; elsewhere (AVX2-only CPUs, for instance) oneDNN
+    emulates bfloat16 and autocast runs several times *slower* than float32.
+
+    Parameters
+    ----------
+    device : torch.device or str
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from skseg._device import has_fast_bfloat16
+    >>> has_fast_bfloat16("cpu") in (True, False)
+    True
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

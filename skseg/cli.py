@@ -59,8 +59,8 @@ def _train_segnet(args):
     if args.n_train is None:
         args.n_train = plan_images_per_epoch(model, args, digits, labels)
     print(
-        f"training on {args.n_train} fresh images per epoch of up to "
-        f"{args.train_max_digits} digits from {len(digits)} digits; evaluating on "
+        f"training in {_precision_name(model)} on {args.n_train} fresh images per epoch of "
+        f"up to {args.train_max_digits} digits from {len(digits)} digits; evaluating on "
         f"{len(X_test)} images of up to 3 digits from held-out digits"
     )
     fit_start = time.perf_counter()
@@ -75,6 +75,12 @@ def _train_segnet(args):
     model.save(args.output)
     print(f"saved the model to {args.output} (load with SegNetSegmenter.load)")
     return 0
+
+
+def _precision_name(model):
+    from ._device import resolve_device
+
+    return "bfloat16" if model._bf16(resolve_device(model.device)) else "float32"
 
 
 def recipe_data(args):
@@ -237,12 +243,16 @@ def recipe_model(args, **params):
         max_epochs=args.epochs,
         batch_size=args.batch_size,
         test_time_shifts=args.test_time_shifts,
-        mixed_precision=not args.no_mixed_precision,
+        mixed_precision=_PRECISIONS[args.precision],
         device=args.device,
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
         **params,
     )
+
+
+# --precision choices and the SegNetSegmenter(mixed_precision=...) each stands for
+_PRECISIONS = {"auto": "auto", "bfloat16": True, "float32": False}
 
 
 def _positive_float(text):
@@ -356,7 +366,11 @@ def build_parser():
         "with its own (test-time augmentation; default 7, 0 predicts once)",
     )
     train.add_argument(
-        "--no-mixed-precision", action="store_true", help="train in float32, not bf16 autocast"
+        "--precision",
+        choices=list(_PRECISIONS),
+        default="auto",
+        help="bfloat16 autocast or float32; default auto: bfloat16 where the CPU or GPU "
+        "has it natively (AMX, AVX-512 BF16, Ampere or later), float32 elsewhere",
     )
     train.add_argument("--device", default="cpu")
     train.add_argument("--seed", type=int, default=0)

@@ -5,6 +5,7 @@ import pytest
 from skimage import data, io
 
 from skseg import SegNetSegmenter
+from skseg._device import has_fast_bfloat16
 from skseg.cli import main
 from skseg.datasets import StandInWarning
 
@@ -77,7 +78,8 @@ def test_train_segnet_plans_the_epochs_by_time(tmp_path, capsys):
         assert main(args) == 0
     printed = capsys.readouterr().out
     planned = int(re.search(r"repeat with --n-train (\d+)", printed).group(1))
-    assert f"training on {planned} fresh images per epoch" in printed
+    precision = "bfloat16" if has_fast_bfloat16("cpu") else "float32"  # --precision auto
+    assert f"training in {precision} on {planned} fresh images per epoch" in printed
 
 
 @needs_shared

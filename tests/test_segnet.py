@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import joblib
@@ -15,6 +16,7 @@ from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
 from skseg import SegNetSegmenter
+from skseg._device import has_fast_bfloat16
 from skseg.datasets import load_digits_standin, make_multidigit_mnist
 from skseg.metrics import iou_scorer, mean_iou
 from skseg.segnet import shift_offsets
@@ -296,6 +298,35 @@ def test_mixed_precision_trains(small_data):
     X, y = small_data
     seg = SegNetSegmenter(max_epochs=1, mixed_precision=True, **TINY).fit(X, y)
     assert seg.predict_proba(X[:2]).dtype == np.float32
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_mixed_precision_follows_the_hardware(small_data, monkeypatch, native):
+    X, y = small_data
+    monkeypatch.setattr("skseg.segnet.has_fast_bfloat16", lambda device: native)
+    seg = SegNetSegmenter(max_epochs=1, mixed_precision="auto", **TINY).fit(X[:16], y[:16])
+    logits = seg.infer(torch.as_tensor(X[:2]))
+    assert logits.dtype == (torch.bfloat16 if native else torch.float32)
+
+
+def _cpu_flags():
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads Linux's /proc/cpuinfo")
+def test_native_bfloat16_matches_the_cpu_flags():
+    flags = _cpu_flags()
+    assert has_fast_bfloat16("cpu") == bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def test_mixed_precision_must_be_bool_or_auto(small_data):
+    X, y = small_data
+    with pytest.raises(ValueError, match="mixed_precision must be True, False or 'auto'"):
+        SegNetSegmenter(mixed_precision="bf16", **TINY).fit(X[:4], y[:4])
 
 
 def _scheduler(model):
