@@ -323,6 +323,13 @@ def test_native_bfloat16_matches_the_cpu_flags():
     assert has_fast_bfloat16("cpu") == bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_native_bfloat16_on_cuda_from_ampere_on(monkeypatch, capability, native):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert has_fast_bfloat16("cuda") is native
+
+
 def test_mixed_precision_must_be_bool_or_auto(small_data):
     X, y = small_data
     with pytest.raises(ValueError, match="mixed_precision must be True, False or 'auto'"):
