@@ -399,7 +399,7 @@ def main(argv=None):
     >>> out = os.path.join(tempfile.mkdtemp(), "coffee.png")
     >>> main(["segment", "--scale", "0.05", "--quiet", "-o", out])  # doctest: +ELLIPSIS
     segmenting scikit-image sample 'coffee': 30 x 20 pixels
-    ... segments in ... s (... steps on cpu)
+    ... segments in ... s (... steps on ...)
     wrote ... (original | segments in mean colour | boundaries)
     0
     """
