@@ -234,6 +234,9 @@ def recipe_model(args, **params):
     >>> recipe_model(build_parser().parse_args(["train-segnet"])).width
     32
     """
+    import torch
+
+    from .optim import Muon
     from .segnet import SegNetSegmenter
 
     return SegNetSegmenter(
@@ -242,6 +245,7 @@ def recipe_model(args, **params):
         lr=args.lr,
         max_epochs=args.epochs,
         batch_size=args.batch_size,
+        optimizer=Muon if args.optimizer == "muon" else torch.optim.AdamW,
         test_time_shifts=args.test_time_shifts,
         mixed_precision=_PRECISIONS[args.precision],
         device=args.device,
@@ -354,10 +358,23 @@ def build_parser():
     train.add_argument(
         "--batch-size",
         type=int,
-        default=8,
-        help="default 8: more, smaller steps learn more per image",
+        default=16,
+        help="default 16: small batches learn more per image, and with Muon 16 learns more "
+        "per second than 8",
     )
-    train.add_argument("--lr", type=_positive_float, default=5e-3, help="peak learning rate")
+    train.add_argument(
+        "--optimizer",
+        choices=["muon", "adamw"],
+        default="muon",
+        help="default muon: Muon for the hidden 3x3 convolutions, AdamW for the other "
+        "parameters (skseg.optim.Muon); adamw: AdamW for all",
+    )
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=5e-3,
+        help="peak learning rate (of AdamW; Muon's is 16 times higher)",
+    )
     train.add_argument(
         "--test-time-shifts",
         type=int,

@@ -17,6 +17,7 @@ from ._device import has_fast_bfloat16, resolve_device
 from ._skorch_callbacks import OneCycle, QuietProgressBar
 from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
+from .optim import Muon, muon_param_groups
 from .segnet_model import SegNetLite
 
 __all__ = [
@@ -89,7 +90,10 @@ class SegNetSegmenter(NeuralNet):
         Loss class; ``criterion__*`` parameters reach it (``ignore_index`` is passed).
 
     optimizer : type, default=torch.optim.AdamW
-        Optimizer class; ``optimizer__*`` parameters reach it.
+        Optimizer class; ``optimizer__*`` parameters reach it. With
+        :class:`skseg.optim.Muon` the weights of the hidden 3x3 convolutions take Muon
+        steps and the other parameters AdamW steps (:func:`~skseg.optim.muon_param_groups`)
+        unless ``optimizer__param_groups`` says otherwise.
 
     lr : float, default=3e-3
         Learning rate (the peak rate of the one-cycle schedule).
@@ -116,7 +120,8 @@ class SegNetSegmenter(NeuralNet):
         every epoch under one schedule. ``"constant"`` keeps ``lr``.
 
     weight_decay : float, default=1e-4
-        Decoupled weight decay of AdamW.
+        Decoupled weight decay of AdamW or Muon (other optimizers get none unless
+        ``optimizer__weight_decay`` is given).
 
     mixed_precision : bool or "auto", default=False
         Run the network under bfloat16 autocast (CPU or CUDA). On CPUs with AMX or
@@ -365,12 +370,13 @@ class SegNetSegmenter(NeuralNet):
         return self
 
     def initialize_optimizer(self, triggered_directly=None):
-        params = self.get_params_for("optimizer")
-        if self.optimizer is torch.optim.AdamW:
-            params.setdefault("weight_decay", self.weight_decay)
         named = self.get_all_learnable_params()
         args, kwargs = self.get_params_for_optimizer("optimizer", named)
-        self.optimizer_ = self.optimizer(*args, **{**kwargs, **params})
+        if self.optimizer in (torch.optim.AdamW, Muon):
+            kwargs.setdefault("weight_decay", self.weight_decay)
+        if self.optimizer is Muon and "param_groups" not in self.get_params_for("optimizer"):
+            args = (muon_param_groups(self.module_),)
+        self.optimizer_ = self.optimizer(*args, **kwargs)
         return self
 
     @property

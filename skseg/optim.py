@@ -1,0 +1,271 @@
+"""Muon: orthogonalised momentum for convolution weights, AdamW for the other parameters."""
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["Muon", "muon_param_groups", "orthogonalize"]
+
+# coefficients of the quintic Newton-Schulz iteration of Muon (Jordan et al., 2024), tuned
+# to push all singular values into roughly [0.7, 1.2] in few steps
+_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def orthogonalize(matrix, steps=5):
+    """Approximate the orthogonal polar factor of a matrix by Newton-Schulz iterations.
+
+    For ``matrix = U S V^T`` (reduced SVD) the result is close to ``U V^T``: the same
+    singular vectors, with every singular value that is not much smaller than the
+    Frobenius norm of ``matrix`` moved into about ``[0.7, 1.2]``; each step multiplies
+    tiny ones by about 3.4, so five steps lift those down to about 1/500 of the norm
+    (and leave smaller ones small, which is what an optimizer step wants). Only matrix
+    products are used, so it is cheap on any device.
+
+    Parameters
+    ----------
+    matrix : torch.Tensor of shape (m, n)
+        A 2-D tensor.
+
+    steps : int, default=5
+        Iterations.
+
+    Returns
+    -------
+    torch.Tensor of shape (m, n)
+        The approximate polar factor, in the dtype of ``matrix``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skseg.optim import orthogonalize
+    >>> q = orthogonalize(torch.randn(4, 6, generator=torch.Generator().manual_seed(0)))
+    >>> s = torch.linalg.svdvals(q)
+    >>> bool(((s > 0.6) & (s < 1.3)).all())
+    True
+    """
+    if matrix.ndim != 2:
+        raise ValueError(f"orthogonalize expects a 2-D tensor, got shape {tuple(matrix.shape)}")
+    a, b, c = _NS_COEFFICIENTS
+    x = matrix / (matrix.norm() + 1e-7)
+    transposed = x.shape[0] > x.shape[1]
+    if transposed:  # iterate on the smaller Gram matrix
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if transposed else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for the weights of hidden convolutions, AdamW for everything else.
+
+    Muon (MomentUm Orthogonalized by Newton-Schulz) keeps a Nesterov momentum of the
+    gradient of each weight, reshapes it to a matrix (output channels x the rest),
+    replaces it by its approximate orthogonal polar factor (:func:`orthogonalize`) and
+    steps along that: every direction of the update gets the same size, so directions
+    that the gradient underweights learn as fast as the dominant ones. The step is
+    ``lr * muon_lr_ratio * sqrt(max(1, rows / cols))``.
+
+    Parameters that should not be orthogonalised (biases, normalisation layers, the
+    first layer that reads the input, the classifier) take decoupled-weight-decay Adam
+    steps of size ``lr`` (the update of :class:`torch.optim.AdamW`).
+    :func:`muon_param_groups` splits a module's parameters this way; each parameter
+    group says which update it takes with ``use_muon`` (``None``: Muon for parameters
+    of two or more dimensions).
+
+    Learning-rate schedulers drive ``lr``; both updates follow it. Schedulers that
+    cycle momentum (:class:`torch.optim.lr_scheduler.OneCycleLR`) cycle ``betas`` of
+    the Adam part and leave Muon's ``momentum`` fixed.
+
+    Parameters
+    ----------
+    params : iterable of torch.Tensor or dict
+        Parameters or parameter groups.
+
+    lr : float, default=1e-3
+        Learning rate of the Adam part; the Muon part uses ``lr * muon_lr_ratio``.
+
+    muon_lr_ratio : float, default=16.0
+        Ratio of Muon's learning rate to Adam's.
+
+    momentum : float, default=0.95
+        Momentum of the Muon part.
+
+    nesterov : bool, default=True
+        Orthogonalise the Nesterov look-ahead ``grad + momentum * buffer`` rather than
+        the buffer.
+
+    ns_steps : int, default=5
+        Newton-Schulz iterations per step.
+
+    betas : tuple of float, default=(0.9, 0.999)
+        Adam's moment decay rates.
+
+    eps : float, default=1e-8
+        Adam's denominator term.
+
+    weight_decay : float, default=0.0
+        Decoupled weight decay of both parts: every step multiplies a parameter by
+        ``1 - step_lr * weight_decay``, ``step_lr`` being the part's learning rate.
+
+    References
+    ----------
+    K. Jordan, Y. Jin, V. Boza, J. You, F. Cesista, L. Newhouse and J. Bernstein,
+    "Muon: An optimizer for hidden layers in neural networks", 2024,
+    https://kellerjordan.github.io/posts/muon/
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from skseg.optim import Muon, muon_param_groups
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
+    >>> opt = Muon(muon_param_groups(net), lr=1e-3)
+    >>> [group["use_muon"] for group in opt.param_groups]
+    [True, False]
+    >>> net(torch.randn(2, 1, 8, 8)).sum().backward()
+    >>> opt.step()
+    """
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        *,
+        muon_lr_ratio=16.0,
+        momentum=0.95,
+        nesterov=True,
+        ns_steps=5,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+    ):
+        for name, value, valid in [
+            ("lr", lr, lr >= 0),
+            ("muon_lr_ratio", muon_lr_ratio, muon_lr_ratio >= 0),
+            ("momentum", momentum, 0 <= momentum < 1),
+            ("ns_steps", ns_steps, isinstance(ns_steps, int) and ns_steps >= 1),
+            ("betas", betas, len(betas) == 2 and all(0 <= beta < 1 for beta in betas)),
+            ("eps", eps, eps >= 0),
+            ("weight_decay", weight_decay, weight_decay >= 0),
+        ]:
+            if not valid:
+                raise ValueError(f"invalid Muon parameter {name}={value!r}")
+        defaults = dict(
+            lr=lr,
+            muon_lr_ratio=muon_lr_ratio,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            use_muon=None,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Take one optimisation step.
+
+        Parameters
+        ----------
+        closure : callable, default=None
+            Re-evaluates the model and returns the loss.
+
+        Returns
+        -------
+        loss : torch.Tensor or None
+            What ``closure`` returned.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                if param.grad.is_sparse:
+                    raise RuntimeError("Muon does not support sparse gradients")
+                use_muon = group["use_muon"]
+                if use_muon is None:
+                    use_muon = param.ndim >= 2
+                if use_muon:
+                    self._muon_step(param, group)
+                else:
+                    self._adamw_step(param, group)
+        return loss
+
+    def _muon_step(self, param, group):
+        grad = param.grad
+        state = self.state[param]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(grad)
+        buffer = state["momentum_buffer"]
+        buffer.mul_(group["momentum"]).add_(grad)
+        update = grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
+        matrix = update.reshape(len(update), -1)
+        direction = orthogonalize(matrix, group["ns_steps"]).view(param.shape)
+        lr = group["lr"] * group["muon_lr_ratio"]
+        param.mul_(1 - lr * group["weight_decay"])
+        param.add_(direction, alpha=-lr * math.sqrt(max(1.0, matrix.shape[0] / matrix.shape[1])))
+
+    def _adamw_step(self, param, group):
+        grad = param.grad
+        state = self.state[param]
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(param)
+            state["exp_avg_sq"] = torch.zeros_like(param)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        state["exp_avg"].lerp_(grad, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias1 = 1 - beta1 ** state["step"]
+        bias2 = 1 - beta2 ** state["step"]
+        denominator = (state["exp_avg_sq"].sqrt() / math.sqrt(bias2)).add_(group["eps"])
+        param.mul_(1 - group["lr"] * group["weight_decay"])
+        param.addcdiv_(state["exp_avg"], denominator, value=-group["lr"] / bias1)
+
+
+def muon_param_groups(module):
+    """Split a network's parameters into a Muon group and an AdamW group for :class:`Muon`.
+
+    Muon takes the weights of the convolutions with a spatial kernel (larger than 1 x 1)
+    except the first convolution, which reads the input; AdamW takes the rest: the first
+    convolution, 1 x 1 convolutions (classifiers, projections), biases, normalisation
+    layers and anything else.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+
+    Returns
+    -------
+    groups : list of dict
+        ``[{"params": [...], "use_muon": True}, {"params": [...], "use_muon": False}]``,
+        empty groups left out.
+
+    Examples
+    --------
+    >>> from skseg.optim import muon_param_groups
+    >>> from skseg.segnet_model import SegNetLite
+    >>> muon, adamw = muon_param_groups(SegNetLite(width=8, depth=2))
+    >>> [tuple(p.shape) for p in muon["params"]]
+    [(16, 8, 3, 3), (8, 8, 3, 3), (8, 16, 3, 3)]
+    """
+    convolutions = [
+        layer
+        for layer in module.modules()
+        if isinstance(layer, nn.modules.conv._ConvNd) and math.prod(layer.kernel_size) > 1
+    ]
+    muon_ids = {id(layer.weight) for layer in convolutions[1:]}
+    muon, other = [], []
+    for param in module.parameters():
+        if param.requires_grad:
+            (muon if id(param) in muon_ids else other).append(param)
+    groups = [{"params": muon, "use_muon": True}, {"params": other, "use_muon": False}]
+    return [group for group in groups if group["params"]]

@@ -1,0 +1,198 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from skseg import SegNetSegmenter
+from skseg.datasets import load_digits_standin, make_multidigit_mnist
+from skseg.optim import Muon, muon_param_groups, orthogonalize
+from skseg.segnet_model import SegNetLite
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+    scale=st.floats(1e-3, 1e3),
+)
+def test_orthogonalize_approximates_the_polar_factor(rows, cols, seed, scale):
+    matrix = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)) * scale
+    result = orthogonalize(matrix).double().numpy()
+    assert result.shape == (rows, cols)
+    # reference: numpy's SVD in float64, matrix = U S V^T; the polar factor is U V^T
+    u, s, vt = np.linalg.svd(matrix.double().numpy(), full_matrices=False)
+    inner = u.T @ result @ vt.T
+    # the same singular vectors: U^T result V is diagonal ...
+    np.testing.assert_allclose(inner - np.diag(np.diag(inner)), 0, atol=2e-3)
+    # ... and every singular value not far below the Frobenius norm lands in Muon's band
+    # (five steps lift a relative size of 1/500 to about 0.5)
+    relative = s / np.linalg.norm(s)
+    values = np.diag(inner)
+    assert np.all(values > -1e-3) and np.all(values < 1.3)
+    assert np.all(values[relative > 5e-3] > 0.5)
+
+
+def test_orthogonalize_rejects_non_matrices():
+    with pytest.raises(ValueError, match="2-D"):
+        orthogonalize(torch.ones(2, 3, 4))
+
+
+def _net():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 6, 3), nn.Conv2d(6, 3, 1)
+    )
+
+
+def _train(net, opt, steps=4):
+    x = torch.randn(3, 2, 9, 9, generator=torch.Generator().manual_seed(1))
+    for _ in range(steps):
+        opt.zero_grad()
+        (net(x) ** 2).mean().backward()
+        opt.step()
+
+
+def test_adamw_part_matches_torch_adamw():
+    net, reference = _net(), _net()
+    kwargs = dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)
+    _train(net, Muon([{"params": net.parameters(), "use_muon": False}], **kwargs))
+    _train(reference, torch.optim.AdamW(reference.parameters(), **kwargs))
+    for ours, theirs in zip(net.parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def _numpy_newton_schulz(g, steps=5):
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g / (np.linalg.norm(g) + 1e-7)
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_part_matches_a_numpy_reference(nesterov):
+    lr, ratio, momentum, decay = 1e-2, 10.0, 0.9, 0.05
+    weight = torch.randn(6, 2, 3, 3, generator=torch.Generator().manual_seed(2))
+    param = nn.Parameter(weight.clone())
+    opt = Muon(
+        [param],
+        lr=lr,
+        muon_lr_ratio=ratio,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=decay,
+    )
+    expected, buffer = weight.double().numpy(), np.zeros((6, 18))
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        grad = rng.standard_normal((6, 2, 3, 3)).astype(np.float32)
+        param.grad = torch.from_numpy(grad)
+        opt.step()
+        g = grad.reshape(6, 18).astype(np.float64)
+        buffer = momentum * buffer + g
+        update = g + momentum * buffer if nesterov else buffer
+        step = _numpy_newton_schulz(update).reshape(expected.shape)
+        # a wide (6 x 18) weight: no extra scale (sqrt(max(1, 6 / 18)) = 1)
+        expected = expected * (1 - lr * ratio * decay) - lr * ratio * step
+    np.testing.assert_allclose(param.detach().numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_tall_weights_take_a_larger_step():
+    # a (12 x 4) weight: the orthogonal direction is scaled by sqrt(12 / 4)
+    param = nn.Parameter(torch.zeros(12, 4))
+    param.grad = torch.randn(12, 4, generator=torch.Generator().manual_seed(4))
+    Muon([param], lr=1.0, muon_lr_ratio=1.0, nesterov=False).step()
+    expected = -np.sqrt(3) * _numpy_newton_schulz(param.grad.double().numpy())
+    np.testing.assert_allclose(param.detach().numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_default_group_uses_muon_for_matrices_only():
+    matrix, vector = nn.Parameter(torch.ones(3, 4)), nn.Parameter(torch.ones(4))
+    opt = Muon([matrix, vector], lr=1e-2)
+    matrix.grad, vector.grad = torch.ones(3, 4), torch.ones(4)
+    opt.step()
+    assert set(opt.state[matrix]) == {"momentum_buffer"}
+    assert set(opt.state[vector]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"lr": -1.0}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"ns_steps": 0}, "ns_steps"),
+        ({"betas": (0.9, 1.0)}, "betas"),
+        ({"weight_decay": -0.1}, "weight_decay"),
+        ({"muon_lr_ratio": -2.0}, "muon_lr_ratio"),
+    ],
+)
+def test_invalid_parameters_are_named(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Muon([nn.Parameter(torch.ones(2, 2))], **kwargs)
+
+
+def test_muon_param_groups_split_hidden_convolutions_from_the_rest():
+    net = SegNetLite(width=8, depth=2)
+    muon, other = muon_param_groups(net)
+    assert muon["use_muon"] is True and other["use_muon"] is False
+    muon_ids = {id(p) for p in muon["params"]}
+    # the first convolution (reading the image), the 1x1 convolutions, BatchNorm and
+    # biases take AdamW steps
+    assert id(net.encoders[0][0].weight) not in muon_ids
+    assert id(net.classifier.weight) not in muon_ids and id(net.skip.weight) not in muon_ids
+    assert all(p.ndim == 4 and p.shape[-1] == 3 for p in muon["params"])
+    assert len(muon["params"]) == 3
+    # every parameter exactly once
+    everything = [id(p) for p in muon["params"] + other["params"]]
+    assert sorted(everything) == sorted(id(p) for p in net.parameters())
+
+
+def test_segnet_segmenter_trains_with_muon():
+    digits, labels = load_digits_standin()
+    keep = labels < 2
+    X, y = make_multidigit_mnist(
+        64, digits=digits[keep], labels=labels[keep], image_size=32, max_digits=1, random_state=0
+    )
+    seg = SegNetSegmenter(
+        width=8,
+        depth=2,
+        optimizer=Muon,
+        lr=1e-2,
+        batch_size=16,
+        max_epochs=6,
+        validation_fraction=0,
+        verbose=0,
+        random_state=0,
+    ).fit(X, y)
+    groups = seg.optimizer_.param_groups
+    assert [g["use_muon"] for g in groups] == [True, False]
+    assert all(g["weight_decay"] == seg.weight_decay for g in groups)
+    loss = seg.history[:, "train_loss"]
+    assert loss[-1] < 0.7 * loss[0]
+    assert seg.score(X, y) > 0.4  # all background scores about 0.85 / 3
+    # the one-cycle schedule drives both parts: the rate has annealed by the end
+    assert groups[0]["lr"] < 1e-3 * seg.lr
+
+
+def test_explicit_param_groups_reach_the_optimizer():
+    X = np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)
+    y = (X[:, 0] > 0.5).astype(np.int64)
+    for optimizer in (Muon, torch.optim.AdamW):
+        seg = SegNetSegmenter(
+            width=4,
+            depth=2,
+            optimizer=optimizer,
+            max_epochs=1,
+            verbose=0,
+            validation_fraction=0,
+            lr_schedule="constant",
+            optimizer__param_groups=[("classifier.*", {"lr": 0.5})],
+        ).fit(X, y)
+        lrs = [g["lr"] for g in seg.optimizer_.param_groups]
+        assert lrs == [0.5, seg.lr]  # skorch's pattern groups, the rest after them
