@@ -359,8 +359,8 @@ def build_parser():
         "--batch-size",
         type=int,
         default=16,
-        help="default 16: small batches learn more per image, and with Muon 16 learns more "
-        "per second than 8",
+        help="default 16: small batches learn more per image, but Muon's step costs the "
+        "same at any batch size",
     )
     train.add_argument(
         "--optimizer",

@@ -1,6 +1,7 @@
 """Muon: orthogonalised momentum for convolution weights, AdamW for the other parameters."""
 
 import math
+from numbers import Integral
 
 import torch
 from torch import nn
@@ -145,7 +146,7 @@ class Muon(torch.optim.Optimizer):
             ("lr", lr, lr >= 0),
             ("muon_lr_ratio", muon_lr_ratio, muon_lr_ratio >= 0),
             ("momentum", momentum, 0 <= momentum < 1),
-            ("ns_steps", ns_steps, isinstance(ns_steps, int) and ns_steps >= 1),
+            ("ns_steps", ns_steps, isinstance(ns_steps, Integral) and ns_steps >= 1),
             ("betas", betas, len(betas) == 2 and all(0 <= beta < 1 for beta in betas)),
             ("eps", eps, eps >= 0),
             ("weight_decay", weight_decay, weight_decay >= 0),

@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -178,6 +180,10 @@ def test_segnet_segmenter_trains_with_muon():
     assert seg.score(X, y) > 0.4  # all background scores about 0.85 / 3
     # the one-cycle schedule drives both parts: the rate has annealed by the end
     assert groups[0]["lr"] < 1e-3 * seg.lr
+    # the optimizer's state travels with the estimator
+    restored = pickle.loads(pickle.dumps(seg))
+    np.testing.assert_array_equal(restored.predict(X[:4]), seg.predict(X[:4]))
+    assert len(restored.optimizer_.state) == len(seg.optimizer_.state)
 
 
 def test_explicit_param_groups_reach_the_optimizer():
