@@ -3,7 +3,8 @@
 Part 1 times training steps and inference of SegNetLite (width 32, depth 4, 64 x 64
 images, batch 32) in float32 and bf16 autocast, with and without channels-last, on the
 CPU and, when torch sees one, on the CUDA GPU; then the optimizer steps of AdamW and
-Muon against the forward and backward pass of a batch of 16 (float32, channels-last).
+Muon (its Newton-Schulz iterations in float32 and in bfloat16) against the forward and
+backward pass of a batch of 16 (float32, channels-last).
 Part 2 runs the ``skseg train-segnet`` recipe and records the mean IoU on images composed
 from held-out digits after every epoch, against the training time so far.
 
@@ -103,6 +104,9 @@ def optimizer_step_times(make_optimizer, device="cpu", batch=16, repeats=20):
 OPTIMIZERS = {
     "AdamW": lambda net: torch.optim.AdamW(net.parameters(), 5e-3, weight_decay=1e-4),
     "Muon + AdamW": lambda net: Muon(muon_param_groups(net), 5e-3, weight_decay=1e-4),
+    "Muon + AdamW, bfloat16 Newton-Schulz": lambda net: Muon(
+        muon_param_groups(net), 5e-3, weight_decay=1e-4, ns_dtype=torch.bfloat16
+    ),
 }
 
 

@@ -13,7 +13,7 @@ __all__ = ["Muon", "muon_param_groups", "orthogonalize"]
 _NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
-def orthogonalize(matrix, steps=5):
+def orthogonalize(matrix, steps=5, *, dtype=None):
     """Approximate the orthogonal polar factor of a matrix by Newton-Schulz iterations.
 
     For ``matrix = U S V^T`` (reduced SVD) the result is close to ``U V^T``: the same
@@ -30,6 +30,12 @@ def orthogonalize(matrix, steps=5):
 
     steps : int, default=5
         Iterations.
+
+    dtype : torch.dtype, default=None
+        Floating-point type to iterate in (``None``: that of ``matrix``). The iteration
+        is robust to rounding: ``torch.bfloat16`` gives the same result to within a few
+        per cent and runs several times faster where bfloat16 matrix products are native
+        (GPUs, CPUs with AMX).
 
     Returns
     -------
@@ -48,14 +54,19 @@ def orthogonalize(matrix, steps=5):
     if matrix.ndim != 2:
         raise ValueError(f"orthogonalize expects a 2-D tensor, got shape {tuple(matrix.shape)}")
     a, b, c = _NS_COEFFICIENTS
-    x = matrix / (matrix.norm() + 1e-7)
+    x = matrix.to(dtype or matrix.dtype)
+    x = x / (x.norm() + 1e-7)
     transposed = x.shape[0] > x.shape[1]
     if transposed:  # iterate on the smaller Gram matrix
         x = x.T
     for _ in range(steps):
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if transposed else x
+    return (x.T if transposed else x).to(matrix.dtype)
+
+
+def _is_float_dtype(dtype):
+    return isinstance(dtype, torch.dtype) and dtype.is_floating_point
 
 
 class Muon(torch.optim.Optimizer):
@@ -100,6 +111,13 @@ class Muon(torch.optim.Optimizer):
     ns_steps : int, default=5
         Newton-Schulz iterations per step.
 
+    ns_dtype : torch.dtype, default=None
+        Floating-point type of the Newton-Schulz iterations (``None``: that of the
+        gradients). ``torch.bfloat16``, as in the reference implementation, makes them
+        several times cheaper on GPUs and CPUs with native bfloat16 (AMX) and several
+        times dearer on CPUs without it. :class:`~skseg.SegNetSegmenter` chooses it
+        from ``mixed_precision``.
+
     betas : tuple of float, default=(0.9, 0.999)
         Adam's moment decay rates.
 
@@ -138,6 +156,7 @@ class Muon(torch.optim.Optimizer):
         momentum=0.95,
         nesterov=True,
         ns_steps=5,
+        ns_dtype=None,
         betas=(0.9, 0.999),
         eps=1e-8,
         weight_decay=0.0,
@@ -147,6 +166,7 @@ class Muon(torch.optim.Optimizer):
             ("muon_lr_ratio", muon_lr_ratio, muon_lr_ratio >= 0),
             ("momentum", momentum, 0 <= momentum < 1),
             ("ns_steps", ns_steps, isinstance(ns_steps, Integral) and ns_steps >= 1),
+            ("ns_dtype", ns_dtype, ns_dtype is None or _is_float_dtype(ns_dtype)),
             ("betas", betas, len(betas) == 2 and all(0 <= beta < 1 for beta in betas)),
             ("eps", eps, eps >= 0),
             ("weight_decay", weight_decay, weight_decay >= 0),
@@ -159,6 +179,7 @@ class Muon(torch.optim.Optimizer):
             momentum=momentum,
             nesterov=nesterov,
             ns_steps=ns_steps,
+            ns_dtype=ns_dtype,
             betas=betas,
             eps=eps,
             weight_decay=weight_decay,
@@ -208,7 +229,8 @@ class Muon(torch.optim.Optimizer):
         buffer.mul_(group["momentum"]).add_(grad)
         update = grad.add(buffer, alpha=group["momentum"]) if group["nesterov"] else buffer
         matrix = update.reshape(len(update), -1)
-        direction = orthogonalize(matrix, group["ns_steps"]).view(param.shape)
+        direction = orthogonalize(matrix, group["ns_steps"], dtype=group["ns_dtype"])
+        direction = direction.view(param.shape)
         lr = group["lr"] * group["muon_lr_ratio"]
         param.mul_(1 - lr * group["weight_decay"])
         param.add_(direction, alpha=-lr * math.sqrt(max(1.0, matrix.shape[0] / matrix.shape[1])))

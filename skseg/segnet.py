@@ -93,7 +93,9 @@ class SegNetSegmenter(NeuralNet):
         Optimizer class; ``optimizer__*`` parameters reach it. With
         :class:`skseg.optim.Muon` the weights of the hidden 3x3 convolutions take Muon
         steps and the other parameters AdamW steps (:func:`~skseg.optim.muon_param_groups`)
-        unless ``optimizer__param_groups`` says otherwise.
+        unless ``optimizer__param_groups`` says otherwise, and its Newton-Schulz
+        iterations run in bfloat16 when ``mixed_precision`` runs the network in bfloat16
+        (unless ``optimizer__ns_dtype`` is given).
 
     lr : float, default=3e-3
         Learning rate (the peak rate of the one-cycle schedule).
@@ -374,8 +376,11 @@ class SegNetSegmenter(NeuralNet):
         args, kwargs = self.get_params_for_optimizer("optimizer", named)
         if self.optimizer in (torch.optim.AdamW, Muon):
             kwargs.setdefault("weight_decay", self.weight_decay)
-        if self.optimizer is Muon and "param_groups" not in self.get_params_for("optimizer"):
-            args = (muon_param_groups(self.module_),)
+        if self.optimizer is Muon:
+            if "param_groups" not in self.get_params_for("optimizer"):
+                args = (muon_param_groups(self.module_),)
+            if self._bf16(resolve_device(self.device)):
+                kwargs.setdefault("ns_dtype", torch.bfloat16)
         self.optimizer_ = self.optimizer(*args, **kwargs)
         return self
 

@@ -13,6 +13,7 @@ from skseg.optim import Muon, muon_param_groups, orthogonalize
 from skseg.segnet_model import SegNetLite
 
 
+@pytest.mark.parametrize("dtype, atol", [(None, 2e-3), (torch.bfloat16, 0.1)])
 @settings(deadline=None, max_examples=40)
 @given(
     rows=st.integers(1, 40),
@@ -20,15 +21,16 @@ from skseg.segnet_model import SegNetLite
     seed=st.integers(0, 2**16),
     scale=st.floats(1e-3, 1e3),
 )
-def test_orthogonalize_approximates_the_polar_factor(rows, cols, seed, scale):
+def test_orthogonalize_approximates_the_polar_factor(dtype, atol, rows, cols, seed, scale):
     matrix = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)) * scale
-    result = orthogonalize(matrix).double().numpy()
-    assert result.shape == (rows, cols)
+    result = orthogonalize(matrix, dtype=dtype)
+    assert result.shape == (rows, cols) and result.dtype == torch.float32
+    result = result.double().numpy()
     # reference: numpy's SVD in float64, matrix = U S V^T; the polar factor is U V^T
     u, s, vt = np.linalg.svd(matrix.double().numpy(), full_matrices=False)
     inner = u.T @ result @ vt.T
-    # the same singular vectors: U^T result V is diagonal ...
-    np.testing.assert_allclose(inner - np.diag(np.diag(inner)), 0, atol=2e-3)
+    # the same singular vectors (to bfloat16's few per cent): U^T result V is diagonal ...
+    np.testing.assert_allclose(inner - np.diag(np.diag(inner)), 0, atol=atol)
     # ... and every singular value not far below the Frobenius norm lands in Muon's band
     # (five steps lift a relative size of 1/500 to about 0.5)
     relative = s / np.linalg.norm(s)
@@ -129,6 +131,8 @@ def test_default_group_uses_muon_for_matrices_only():
         ({"lr": -1.0}, "lr"),
         ({"momentum": 1.0}, "momentum"),
         ({"ns_steps": 0}, "ns_steps"),
+        ({"ns_dtype": torch.int32}, "ns_dtype"),
+        ({"ns_dtype": "bfloat16"}, "ns_dtype"),
         ({"betas": (0.9, 1.0)}, "betas"),
         ({"weight_decay": -0.1}, "weight_decay"),
         ({"muon_lr_ratio": -2.0}, "muon_lr_ratio"),
@@ -202,3 +206,39 @@ def test_explicit_param_groups_reach_the_optimizer():
         ).fit(X, y)
         lrs = [g["lr"] for g in seg.optimizer_.param_groups]
         assert lrs == [0.5, seg.lr]  # skorch's pattern groups, the rest after them
+
+
+@pytest.mark.parametrize(
+    "mixed_precision, params, expected",
+    [
+        (False, {}, None),
+        (True, {}, torch.bfloat16),
+        (True, {"optimizer__ns_dtype": torch.float32}, torch.float32),
+    ],
+)
+def test_segnet_segmenter_iterates_in_the_network_precision(mixed_precision, params, expected):
+    X = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    y = (X[:, 0] > 0.5).astype(np.int64)
+    seg = SegNetSegmenter(
+        width=4,
+        depth=1,
+        optimizer=Muon,
+        mixed_precision=mixed_precision,
+        max_epochs=1,
+        verbose=0,
+        validation_fraction=0,
+        **params,
+    ).fit(X, y)
+    assert [g["ns_dtype"] for g in seg.optimizer_.param_groups] == [expected, expected]
+
+
+def test_bfloat16_iterations_stay_close_to_the_numpy_reference():
+    weight = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(5))
+    grad = torch.randn(16, 8, 3, 3, generator=torch.Generator().manual_seed(6))
+    param = nn.Parameter(weight.clone())
+    param.grad = grad
+    Muon([param], lr=1.0, muon_lr_ratio=1.0, nesterov=False, ns_dtype=torch.bfloat16).step()
+    assert param.dtype == torch.float32
+    expected = -_numpy_newton_schulz(grad.double().numpy().reshape(16, 72)).reshape(grad.shape)
+    step = (param.detach() - weight).double().numpy()
+    assert np.linalg.norm(step - expected) < 0.05 * np.linalg.norm(expected)
