@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_array, check_is_fitted
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
@@ -350,6 +351,12 @@ class SegNetSegmenter(NeuralNet):
 
     # ------------------------------------------------------------------- skorch hooks
     def initialize_module(self):
+        if not hasattr(self, "classes_"):
+            raise NotFittedError(
+                "SegNetSegmenter sizes its network from the training data (channels, "
+                "classes): call fit, or SegNetSegmenter.load for a saved model, instead "
+                "of initialize"
+            )
         kwargs = {
             "in_channels": self.image_shape_[0],
             "n_classes": len(self.classes_),

@@ -13,7 +13,7 @@ from skseg.optim import Muon, muon_param_groups, orthogonalize
 from skseg.segnet_model import SegNetLite
 
 
-@pytest.mark.parametrize("dtype, atol", [(None, 2e-3), (torch.bfloat16, 0.1)])
+@pytest.mark.parametrize("dtype, atol", [(None, 2e-3), (torch.bfloat16, 0.15)])
 @settings(deadline=None, max_examples=40)
 @given(
     rows=st.integers(1, 40),
@@ -35,7 +35,7 @@ def test_orthogonalize_approximates_the_polar_factor(dtype, atol, rows, cols, se
     # (five steps lift a relative size of 1/500 to about 0.5)
     relative = s / np.linalg.norm(s)
     values = np.diag(inner)
-    assert np.all(values > -1e-3) and np.all(values < 1.3)
+    assert np.all(values > -atol) and np.all(values < 1.3)
     assert np.all(values[relative > 5e-3] > 0.5)
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -227,6 +228,12 @@ def test_flattened_images_with_image_shape(small_data):
 def test_bad_input_names_the_problem(X, y, message):
     with pytest.raises(ValueError, match=message):
         SegNetSegmenter(**TINY).fit(X, y)
+
+
+def test_initialize_before_fit_says_what_to_do():
+    # skorch's initialize() cannot size the network before it has seen the data
+    with pytest.raises(NotFittedError, match="call fit, or SegNetSegmenter.load"):
+        SegNetSegmenter(**TINY).initialize()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
