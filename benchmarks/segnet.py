@@ -34,7 +34,8 @@ from skseg.optim import Muon, muon_param_groups
 from skseg.segnet_model import SegNetLite
 
 
-def throughput(channels_last, bf16, device="cpu", seconds=8.0, batch=32):
+def _network_and_batch(device, batch, channels_last):
+    """The default SegNetLite, a random batch of 64 x 64 images and labels, and a sync."""
     torch.manual_seed(0)
     net = SegNetLite().to(device)
     x = torch.rand(batch, 1, 64, 64, device=device)
@@ -42,10 +43,15 @@ def throughput(channels_last, bf16, device="cpu", seconds=8.0, batch=32):
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(net.parameters(), 1e-3)
-    loss_fn = CrossEntropy2D()
     # GPU work is queued: wait for it before reading the clock
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return net, x, y, sync
+
+
+def throughput(channels_last, bf16, device="cpu", seconds=8.0, batch=32):
+    net, x, y, sync = _network_and_batch(device, batch, channels_last)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    loss_fn = CrossEntropy2D()
 
     def step():
         opt.zero_grad()
@@ -76,13 +82,9 @@ def throughput(channels_last, bf16, device="cpu", seconds=8.0, batch=32):
 
 def optimizer_step_times(make_optimizer, device="cpu", batch=16, repeats=20):
     """Milliseconds of one forward + backward pass and of one optimizer step."""
-    torch.manual_seed(0)
-    net = SegNetLite().to(device, memory_format=torch.channels_last)
-    x = torch.rand(batch, 1, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 11, (batch, 64, 64), device=device)
+    net, x, y, sync = _network_and_batch(device, batch, channels_last=True)
     opt = make_optimizer(net)
     loss_fn = CrossEntropy2D()
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def forward_backward():
         opt.zero_grad()
