@@ -19,7 +19,8 @@ def resolve_device(device):
     Raises
     ------
     ValueError
-        If a CUDA device is requested and no CUDA GPU is available.
+        If ``device`` names no torch device, or a CUDA device is requested and no CUDA
+        GPU is available.
 
     Examples
     --------
@@ -29,7 +30,13 @@ def resolve_device(device):
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device={device!r} is not a device torch knows: use 'auto', 'cpu', 'cuda' "
+            "or a torch device string such as 'cuda:1'"
+        ) from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but no CUDA GPU is available to torch; "

@@ -404,6 +404,12 @@ class SegNetSegmenter(NeuralNet):
         dataset = self.get_dataset(X, y)
         if not self.validation_fraction:
             return dataset, None
+        if len(dataset) - math.ceil(self.validation_fraction * len(dataset)) < 1:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} holds out every image "
+                f"of n_samples={len(dataset)}, leaving none to train on; pass more images "
+                "or validation_fraction=0"
+            )
         split = ValidSplit(self.validation_fraction, random_state=self.random_state)
         return split(dataset, y)
 
@@ -589,7 +595,10 @@ class SegNetSegmenter(NeuralNet):
             Images.
 
         y : array-like of shape (n, H, W)
-            True label maps.
+            True label maps. A label outside ``classes_`` is a class the model never
+            predicts: it enters the mean with IoU 0, as in scikit-learn's metrics, so that
+            a cross-validation fold with a class its training part lacked is scored, not
+            rejected (:meth:`partial_fit` rejects such labels).
 
         Returns
         -------

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import jaccard_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -223,11 +224,35 @@ def test_flattened_images_with_image_shape(small_data):
         (np.zeros((2, 16, 16)), np.full((2, 16, 16), 0.5), "integer class labels"),
         (np.zeros((2, 16, 16)), None, "requires y"),
         (np.zeros((0, 16, 16)), np.zeros((0, 16, 16)), "0 sample"),
+        (np.zeros((1, 16, 16)), np.zeros((1, 16, 16)), "validation_fraction=0.1 holds out"),
     ],
 )
 def test_bad_input_names_the_problem(X, y, message):
     with pytest.raises(ValueError, match=message):
         SegNetSegmenter(**TINY).fit(X, y)
+
+
+def test_one_image_trains_without_a_validation_split():
+    X, y = np.zeros((1, 16, 16)), np.zeros((1, 16, 16), dtype=int)
+    seg = SegNetSegmenter(max_epochs=1, validation_fraction=0, **TINY).fit(X, y)
+    assert seg.predict(X).shape == (1, 16, 16)
+
+
+def test_unknown_device_names_the_device(small_data):
+    X, y = small_data
+    with pytest.raises(ValueError, match="device='tpu' is not a device torch knows"):
+        SegNetSegmenter(**{**TINY, "device": "tpu"}).fit(X[:4], y[:4])
+
+
+def test_score_counts_labels_unseen_in_fit_as_never_predicted(small_data):
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    y_true = y[:8].copy()
+    y_true[:, :3] = 3  # a class the model has never seen
+    pred = seg.predict(X[:8])
+    labels = np.union1d(y_true, pred)
+    expected = jaccard_score(y_true.ravel(), pred.ravel(), labels=labels, average="macro")
+    assert seg.score(X[:8], y_true) == pytest.approx(expected)
 
 
 def test_initialize_before_fit_says_what_to_do():
