@@ -6,6 +6,7 @@ import os
 import shutil
 import urllib.request
 import warnings
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -326,11 +327,13 @@ def make_multidigit_mnist(
         Number of images.
 
     digits : ndarray of shape (n_digits, 28, 28), dtype uint8, default=None
-        Source digits. ``None`` uses :func:`load_default_digits`: MNIST from the default
-        data home, or the stand-in (with a warning) when no MNIST is there.
+        Source digits, intensities 0..255 (whole numbers of another numeric dtype are
+        accepted; digits already scaled to ``[0, 1]`` are rejected). ``None`` uses
+        :func:`load_default_digits`: MNIST from the default data home, or the stand-in
+        (with a warning) when no MNIST is there.
 
-    labels : ndarray of shape (n_digits,), default=None
-        Class of each source digit; required when ``digits`` is given.
+    labels : ndarray of int of shape (n_digits,), default=None
+        Class (0-9) of each source digit; required when ``digits`` is given.
 
     image_size : int, default=64
         Side of the square canvas, at least 28.
@@ -373,6 +376,26 @@ def make_multidigit_mnist(
         raise ValueError("digits is empty")
     if labels.shape != (len(digits),):
         raise ValueError(f"expected {len(digits)} labels, got an array of shape {labels.shape}")
+    if digits.dtype != np.uint8:
+        if digits.dtype.kind not in "iuf":
+            raise ValueError(f"digits must hold intensities 0..255, got dtype {digits.dtype}")
+        if (digits != np.round(digits)).any():
+            raise ValueError(
+                f"digits must hold intensities 0..255 like MNIST's uint8, got {digits.dtype} "
+                "with fractional values (scaled to [0, 1]? multiply by 255)"
+            )
+        if digits.min() < 0 or digits.max() > 255:
+            raise ValueError(
+                f"digits must hold intensities 0..255, got values in "
+                f"[{digits.min()}, {digits.max()}]"
+            )
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9:
+        raise ValueError(
+            "labels must be digit classes 0..9 (10 labels the background), got "
+            f"dtype {labels.dtype} with values {np.unique(labels)[:12].tolist()}"
+        )
+    if not isinstance(n_samples, Integral) or n_samples < 0:
+        raise ValueError(f"n_samples must be an integer >= 0, got {n_samples!r}")
     if image_size < 28:
         raise ValueError(f"image_size must be at least 28, got {image_size}")
     if max_digits < 1:

@@ -1,14 +1,30 @@
 """Intersection over union for label maps, and a scorer for model selection."""
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import make_scorer
 
 __all__ = ["confusion_matrix_iou", "iou_per_class", "mean_iou", "iou_scorer"]
 
 
+def _check_labels(y, name):
+    """``y`` as an array of class labels: floats only when they hold whole numbers."""
+    y = np.asarray(y)
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if (y != np.round(y)).any():
+            raise ValueError(f"{name} must hold integer class labels, got fractional values")
+    elif y.dtype.kind == "c":
+        raise ValueError(f"{name} must hold class labels, got complex values")
+    return y
+
+
 def _flat_pair(y_true, y_pred, ignore_index):
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
+    y_true = _check_labels(y_true, "y_true")
+    y_pred = _check_labels(y_pred, "y_pred")
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}"
@@ -113,7 +129,9 @@ def mean_iou(y_true, y_pred, *, labels=None, ignore_index=255):
     Returns
     -------
     score : float
-        In ``[0, 1]``; 1 for identical maps.
+        In ``[0, 1]``; 1 for identical maps, and 1 with an
+        :class:`~sklearn.exceptions.UndefinedMetricWarning` when no pixel is left to
+        score (all ignored, or no pixel at all).
 
     Examples
     --------
@@ -123,7 +141,15 @@ def mean_iou(y_true, y_pred, *, labels=None, ignore_index=255):
     """
     _, iou = iou_per_class(y_true, y_pred, labels=labels, ignore_index=ignore_index)
     iou = iou[~np.isnan(iou)]
-    return float(iou.mean()) if len(iou) else 1.0
+    if not len(iou):
+        warnings.warn(
+            "mean_iou: no pixel to score (every true label is ignore_index, or the maps are "
+            "empty); returning 1.0",
+            UndefinedMetricWarning,
+            stacklevel=2,
+        )
+        return 1.0
+    return float(iou.mean())
 
 
 #: scorer for ``GridSearchCV(..., scoring=iou_scorer)``: mean IoU of ``predict(X)``

@@ -182,8 +182,27 @@ def test_multidigit_composition_follows_the_contract():
             {"digits": np.zeros((1, 28, 28), np.uint8), "labels": [0], "image_size": 20},
             "at least 28",
         ),
+        ({"digits": np.full((1, 28, 28), 0.5), "labels": [0]}, r"scaled to \[0, 1\]"),
+        ({"digits": np.full((1, 28, 28), 300), "labels": [0]}, r"got values in \[300, 300\]"),
+        ({"digits": np.zeros((1, 28, 28), bool), "labels": [0]}, "got dtype bool"),
+        ({"digits": np.zeros((1, 28, 28), np.uint8), "labels": [10]}, "classes 0..9"),
+        ({"digits": np.zeros((1, 28, 28), np.uint8), "labels": [1.0]}, "classes 0..9"),
+        ({"n_samples": -1, "digits": np.zeros((1, 28, 28), np.uint8), "labels": [0]}, ">= 0"),
     ],
 )
 def test_composition_rejects_bad_arguments(kwargs, message):
+    kwargs = {"n_samples": 1, **kwargs}
     with pytest.raises(ValueError, match=message):
-        make_multidigit_mnist(1, **kwargs)
+        make_multidigit_mnist(**kwargs)
+
+
+def test_composition_accepts_whole_number_intensities_of_any_dtype():
+    digits = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28))
+    X, y = make_multidigit_mnist(
+        4, digits=digits.astype(np.uint8), labels=[1, 2, 3], random_state=0
+    )
+    X64, y64 = make_multidigit_mnist(
+        4, digits=digits.astype(float), labels=[1, 2, 3], random_state=0
+    )
+    np.testing.assert_array_equal(X, X64)
+    np.testing.assert_array_equal(y, y64)

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import jaccard_score
 
 from skseg.losses import CrossEntropy2D
@@ -96,3 +97,22 @@ def test_mean_iou_properties(a, b):
     ignored = a.copy()
     ignored[0] = 255
     assert mean_iou(ignored, b) == pytest.approx(mean_iou(a[1:], b[1:]))
+
+
+@pytest.mark.parametrize(
+    "y_true, message",
+    [
+        (np.array([[0.5, 1.0]]), "fractional values"),
+        (np.array([[np.nan, 1.0]]), "NaN"),
+        (np.array([[1j, 1.0]]), "complex"),
+    ],
+)
+def test_iou_rejects_label_maps_that_are_not_labels(y_true, message):
+    with pytest.raises(ValueError, match=message):
+        mean_iou(y_true, np.array([[1, 1]]))
+
+
+def test_iou_accepts_whole_number_floats_and_warns_when_nothing_is_scored():
+    assert mean_iou(np.array([[0.0, 1.0]]), np.array([[0, 1]])) == 1.0
+    with pytest.warns(UndefinedMetricWarning, match="no pixel to score"):
+        assert mean_iou(np.full((2, 3), 255), np.zeros((2, 3), dtype=int)) == 1.0
