@@ -92,7 +92,11 @@ def _leaf_boxes(sorted_points, starts):
 
 
 def _box_gaps(q_lo, q_hi, s_lo, s_hi):
-    """Squared smallest distance between every query box and every source box."""
+    """Squared smallest distance between every query box and every source box.
+
+    Called for one block of query leaves at a time, so that the ``n_query x n_source``
+    array stays ``batch_size / LEAF_SIZE`` rows high whatever the number of points.
+    """
     total = np.zeros((len(q_lo), len(s_lo)))
     for k in range(q_lo.shape[1]):  # one feature at a time keeps memory at n_q x n_s
         gap = np.maximum(s_lo[None, :, k] - q_hi[:, None, k], q_lo[:, None, k] - s_hi[None, :, k])
@@ -148,7 +152,6 @@ def weighted_means(queries, sources, weights, cutoff, batch_size, *, same=False)
         q_lo, q_hi = _leaf_boxes(q_np[q_order], q_starts)
         q_order_t = torch.as_tensor(q_order, device=queries.device)
         q_points = queries[q_order_t]
-    keep = _box_gaps(q_lo, q_hi, src.lo, src.hi) < cutoff
 
     n, d = q_points.shape
     dtype, device = q_points.dtype, q_points.device
@@ -163,7 +166,9 @@ def weighted_means(queries, sources, weights, cutoff, batch_size, *, same=False)
         centre = q.mean(dim=0, keepdim=True)
         qc = q - centre
         lhs = torch.cat([2.0 * qc, ones.expand(len(qc), 1), -(qc * qc).sum(1, keepdim=True)], dim=1)
-        kept_leaves = keep[first:last].any(axis=0)
+        # the block's leaves against every source leaf: memory linear in the points
+        gaps = _box_gaps(q_lo[first:last], q_hi[first:last], src.lo, src.hi)
+        kept_leaves = (gaps < cutoff).any(axis=0)
         if kept_leaves.all():
             columns = None
             n_cols = len(src.points)

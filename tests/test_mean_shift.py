@@ -77,6 +77,24 @@ def test_column_chunks_match_single_block(coffee_lab_small, monkeypatch):
     np.testing.assert_allclose(chunked.shifted_points_, full.shifted_points_, atol=1e-10)
 
 
+def test_leaf_pruning_memory_grows_with_the_block_not_the_points(monkeypatch):
+    # the query-leaf x source-leaf gap array is quadratic in the points if built at once
+    # (32 GiB at 6 million pixels); it must be built one block of queries at a time
+    X = np.random.default_rng(0).normal(scale=20, size=(6000, 3))
+    shapes = []
+    box_gaps = backend._box_gaps
+    monkeypatch.setattr(
+        backend,
+        "_box_gaps",
+        lambda *boxes: shapes.append(box_gaps(*boxes).shape) or box_gaps(*boxes),
+    )
+    MeanShiftSegmenter(max_iter=1, batch_size=256, device="cpu").fit(X)
+    n_leaves = len(backend.kd_leaves(X)[1]) - 1
+    assert n_leaves > 40
+    assert shapes and all(rows <= 256 // backend.LEAF_SIZE for rows, _ in shapes)
+    assert max(columns for _, columns in shapes) == n_leaves
+
+
 def test_kd_leaves_is_a_partition():
     points = np.random.default_rng(1).normal(size=(1000, 3))
     order, starts = backend.kd_leaves(points, leaf_size=50)
