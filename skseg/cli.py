@@ -1,6 +1,7 @@
 """The ``skseg`` command line: ``skseg segment`` and ``skseg train-segnet``."""
 
 import argparse
+import math
 import sys
 import time
 
@@ -260,10 +261,30 @@ _PRECISIONS = {"auto": "auto", "bfloat16": True, "float32": False}
 
 
 def _positive_float(text):
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
     return value
+
+
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def build_parser():
@@ -294,7 +315,9 @@ def build_parser():
         "image", nargs="?", help="image file (default: scikit-image's 'coffee' sample)"
     )
     seg.add_argument("--bandwidth", type=_positive_float, default=2.5, help="default 2.5")
-    seg.add_argument("--max-iter", type=int, default=20, help="mean-shift steps (default 20)")
+    seg.add_argument(
+        "--max-iter", type=_non_negative_int, default=20, help="mean-shift steps (default 20)"
+    )
     seg.add_argument(
         "--scale",
         type=_positive_float,
@@ -329,7 +352,7 @@ def build_parser():
     train.add_argument("-o", "--output", default="segnet.pt", help="model file")
     train.add_argument(
         "--n-train",
-        type=int,
+        type=_positive_int,
         default=None,
         help="training images composed per epoch (default: as many as fill --time-budget, "
         "measured on this machine before training)",
@@ -341,23 +364,23 @@ def build_parser():
         help="training seconds to plan for when --n-train is not given (default 480, so "
         "that the whole run, evaluation included, stays within 10 minutes)",
     )
-    train.add_argument("--n-test", type=int, default=2000, help="evaluation images")
+    train.add_argument("--n-test", type=_positive_int, default=2000, help="evaluation images")
     train.add_argument(
         "--held-out-fraction", type=float, default=1 / 6, help="digits kept for evaluation"
     )
     train.add_argument(
         "--train-max-digits",
-        type=int,
+        type=_positive_int,
         default=8,
         help="most digits per training image (evaluation images hold 1-3 as the data "
         "contract says; more digits per training image teach more per image)",
     )
-    train.add_argument("--epochs", type=int, default=7)
-    train.add_argument("--width", type=int, default=32)
-    train.add_argument("--depth", type=int, default=4)
+    train.add_argument("--epochs", type=_positive_int, default=7)
+    train.add_argument("--width", type=_positive_int, default=32)
+    train.add_argument("--depth", type=_positive_int, default=4)
     train.add_argument(
         "--batch-size",
-        type=int,
+        type=_positive_int,
         default=16,
         help="default 16: small batches learn more per image, but Muon's step costs the "
         "same at any batch size",
@@ -377,7 +400,7 @@ def build_parser():
     )
     train.add_argument(
         "--test-time-shifts",
-        type=int,
+        type=_non_negative_int,
         default=7,
         help="shifted copies of every evaluation image whose predictions are averaged "
         "with its own (test-time augmentation; default 7, 0 predicts once)",

@@ -42,6 +42,27 @@ def test_segment_reports_bad_files(tmp_path, capsys):
     assert "not an RGB image" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["segment", "--bandwidth", "-1"], "--bandwidth: must be a number > 0, got -1"),
+        (["segment", "--scale", "x"], "--scale: must be a number > 0, got x"),
+        (["segment", "--max-iter", "-3"], "--max-iter: must be an integer >= 0, got -3"),
+        (["train-segnet", "--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
+        (["train-segnet", "--n-test", "0"], "--n-test: must be an integer >= 1, got 0"),
+        (["train-segnet", "--n-train", "-5"], "--n-train: must be an integer >= 1, got -5"),
+        (["train-segnet", "--width", "x"], "--width: must be an integer >= 1, got x"),
+        (["train-segnet", "--train-max-digits", "0"], "--train-max-digits: must be an integer"),
+        (["train-segnet", "--test-time-shifts", "-1"], "--test-time-shifts: must be an integer"),
+    ],
+)
+def test_bad_arguments_are_rejected_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def _train_args(data_home, out, size=("--n-train", "40")):
     return [
         "train-segnet",
