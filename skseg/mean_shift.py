@@ -73,8 +73,8 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
     batch_size : int, default=512
         Query rows per block. Memory of the backend is
-        ``O(batch_size * min(n_samples, 65536))``; the ``n x n`` weight matrix is never
-        formed.
+        ``O(batch_size * min(n_samples, 65536) + n_samples)``; the ``n x n`` weight matrix
+        is never formed.
 
     dtype : {"float32", "float64"}, default="float32"
         Precision of the computation. ``"float32"`` agrees with a float64 reference to
