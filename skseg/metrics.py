@@ -6,25 +6,14 @@ import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import make_scorer
 
+from ._validation import check_integer_labels
+
 __all__ = ["confusion_matrix_iou", "iou_per_class", "mean_iou", "iou_scorer"]
 
 
-def _check_labels(y, name):
-    """``y`` as an array of class labels: floats only when they hold whole numbers."""
-    y = np.asarray(y)
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        if (y != np.round(y)).any():
-            raise ValueError(f"{name} must hold integer class labels, got fractional values")
-    elif y.dtype.kind == "c":
-        raise ValueError(f"{name} must hold class labels, got complex values")
-    return y
-
-
 def _flat_pair(y_true, y_pred, ignore_index):
-    y_true = _check_labels(y_true, "y_true")
-    y_pred = _check_labels(y_pred, "y_pred")
+    y_true = check_integer_labels(y_true, "y_true")
+    y_pred = check_integer_labels(y_pred, "y_pred")
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}"

@@ -16,6 +16,7 @@ from skorch.dataset import ValidSplit
 
 from ._device import has_fast_bfloat16, resolve_device
 from ._skorch_callbacks import OneCycle, QuietProgressBar
+from ._validation import check_integer_labels
 from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
 from .optim import Muon, muon_param_groups
@@ -331,13 +332,7 @@ class SegNetSegmenter(NeuralNet):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None"
             )
-        y = np.asarray(y)
-        if y.dtype.kind not in "biu" and not (
-            y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all()
-        ):
-            raise ValueError(
-                f"Unknown label type: y must hold integer class labels, got dtype {y.dtype}"
-            )
+        y = check_integer_labels(y)
         expected = (len(X), *X.shape[2:])
         n_pixels = math.prod(X.shape[2:])
         flat_ok = (y.ndim == 2 and y.shape == (len(X), n_pixels)) or (

@@ -104,7 +104,7 @@ def test_mean_iou_properties(a, b):
     [
         (np.array([[0.5, 1.0]]), "fractional values"),
         (np.array([[np.nan, 1.0]]), "NaN"),
-        (np.array([[1j, 1.0]]), "complex"),
+        (np.array([[1j, 1.0]]), "integer class labels, got dtype complex"),
     ],
 )
 def test_iou_rejects_label_maps_that_are_not_labels(y_true, message):
