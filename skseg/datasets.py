@@ -379,7 +379,7 @@ def make_multidigit_mnist(
     if digits.dtype != np.uint8:
         if digits.dtype.kind not in "iuf":
             raise ValueError(f"digits must hold intensities 0..255, got dtype {digits.dtype}")
-        if (digits != np.round(digits)).any():
+        if digits.dtype.kind == "f" and (digits != np.round(digits)).any():
             raise ValueError(
                 f"digits must hold intensities 0..255 like MNIST's uint8, got {digits.dtype} "
                 "with fractional values (scaled to [0, 1]? multiply by 255)"
