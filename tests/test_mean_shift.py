@@ -83,11 +83,13 @@ def test_leaf_pruning_memory_grows_with_the_block_not_the_points(monkeypatch):
     X = np.random.default_rng(0).normal(scale=20, size=(6000, 3))
     shapes = []
     box_gaps = backend._box_gaps
-    monkeypatch.setattr(
-        backend,
-        "_box_gaps",
-        lambda *boxes: shapes.append(box_gaps(*boxes).shape) or box_gaps(*boxes),
-    )
+
+    def recording_box_gaps(*boxes):
+        gaps = box_gaps(*boxes)
+        shapes.append(gaps.shape)
+        return gaps
+
+    monkeypatch.setattr(backend, "_box_gaps", recording_box_gaps)
     MeanShiftSegmenter(max_iter=1, batch_size=256, device="cpu").fit(X)
     n_leaves = len(backend.kd_leaves(X)[1]) - 1
     assert n_leaves > 40
