@@ -36,6 +36,7 @@ _SAVED_PARAMS = (
     "convs_per_block",
     "encoder_skip",
     "input_skip",
+    "input_thresholds",
     "lr",
     "max_epochs",
     "batch_size",
@@ -87,6 +88,12 @@ class SegNetSegmenter(NeuralNet):
         Feed the input image to the last decoder block as well (see
         :class:`~skseg.segnet_model.SegNetLite`). ``encoder_skip=False,
         input_skip=False`` is the plain SegNet.
+
+    input_thresholds : int, default=4
+        With ``input_skip``, soft steps of the image at that many learnable intensity
+        thresholds join it (:class:`~skseg.segnet_model.IntensityThresholds`), so that
+        the network can draw label boundaries between adjacent grey levels; ``0`` feeds
+        the image alone.
 
     criterion : type, default=CrossEntropy2D
         Loss class; ``criterion__*`` parameters reach it (``ignore_index`` is passed).
@@ -211,6 +218,7 @@ class SegNetSegmenter(NeuralNet):
         convs_per_block=1,
         encoder_skip=True,
         input_skip=True,
+        input_thresholds=4,
         criterion=CrossEntropy2D,
         optimizer=torch.optim.AdamW,
         lr=3e-3,
@@ -247,6 +255,7 @@ class SegNetSegmenter(NeuralNet):
         self.convs_per_block = convs_per_block
         self.encoder_skip = encoder_skip
         self.input_skip = input_skip
+        self.input_thresholds = input_thresholds
         self.validation_fraction = validation_fraction
         self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay
@@ -262,6 +271,7 @@ class SegNetSegmenter(NeuralNet):
         for name, low in [
             ("width", 1),
             ("depth", 0),
+            ("input_thresholds", 0),
             ("max_epochs", 0),
             ("batch_size", 1),
             ("test_time_shifts", 0),
@@ -360,6 +370,7 @@ class SegNetSegmenter(NeuralNet):
             "convs_per_block": self.convs_per_block,
             "encoder_skip": self.encoder_skip,
             "input_skip": self.input_skip,
+            "input_thresholds": self.input_thresholds,
             **self.get_params_for("module"),
         }
         module = self.initialized_instance(self.module, kwargs)
@@ -652,6 +663,7 @@ class SegNetSegmenter(NeuralNet):
         """
         saved = torch.load(path, map_location="cpu", weights_only=True)
         stored = saved["params"]
+        stored.setdefault("input_thresholds", 0)  # files from before the parameter
         for name in ("image_shape", "convs_per_block"):
             if isinstance(stored.get(name), list):
                 stored[name] = tuple(stored[name])

@@ -23,7 +23,7 @@ from skseg._device import has_fast_bfloat16
 from skseg.datasets import load_digits_standin, make_multidigit_mnist
 from skseg.metrics import iou_scorer, mean_iou
 from skseg.segnet import shift_offsets
-from skseg.segnet_model import SegNetLite
+from skseg.segnet_model import IntensityThresholds, SegNetLite
 
 TINY = dict(width=4, depth=2, lr=2e-2, batch_size=16, verbose=0, random_state=0)
 
@@ -70,17 +70,23 @@ def _functional_segnet(net, x, encoder_skip):
     for level in reversed(range(len(net.encoders))):
         x = F.max_unpool2d(x, indices[level], 2)
         if level == 0:
-            x = x + F.conv2d(image, net.skip.weight, net.skip.bias)
+            inputs = [image]
+            if net.thresholds is not None:  # one soft step per threshold
+                t, g = net.thresholds.thresholds, net.thresholds.log_gains.exp()
+                inputs += [torch.sigmoid(g[k] * (image - t[k])) for k in range(len(t))]
+            x = x + F.conv2d(torch.cat(inputs, dim=1), net.skip.weight, net.skip.bias)
         elif encoder_skip:
             x = x + features[level]
         x = block(net.decoders[level], x)
     return F.conv2d(x, net.classifier.weight, net.classifier.bias)
 
 
-@pytest.mark.parametrize("encoder_skip", [True, False])
-def test_forward_matches_a_functional_reference(encoder_skip):
+@pytest.mark.parametrize("encoder_skip, input_thresholds", [(True, 4), (False, 0), (True, 2)])
+def test_forward_matches_a_functional_reference(encoder_skip, input_thresholds):
     torch.manual_seed(0)
-    net = SegNetLite(width=4, depth=3, encoder_skip=encoder_skip).eval()
+    net = SegNetLite(
+        width=4, depth=3, encoder_skip=encoder_skip, input_thresholds=input_thresholds
+    ).eval()
     for module in net.modules():  # stored statistics that are not the identity
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -102,9 +108,10 @@ def test_unpooling_stays_in_bfloat16_under_autocast():
 
 def test_input_skip_feeds_the_image_to_the_top_decoder_block():
     assert SegNetLite(width=4, depth=2, input_skip=False).skip is None
+    plain = SegNetLite(width=4, depth=2, input_thresholds=0).skip
+    assert (plain.in_channels, plain.out_channels, plain.kernel_size) == (1, 4, (1, 1))
     net = SegNetLite(width=4, depth=2).eval()
-    skip = net.skip
-    assert (skip.in_channels, skip.out_channels, skip.kernel_size) == (1, 4, (1, 1))
+    assert net.skip.in_channels == 1 + 4  # the image and its four soft steps
     # without the skip the output no longer depends on the exact input values that
     # max-unpooling drops; with it, it does
     x = torch.zeros(1, 1, 8, 8)
@@ -113,6 +120,37 @@ def test_input_skip_feeds_the_image_to_the_top_decoder_block():
     y[0, 0, 0, 1] = 0.5  # not a pooling maximum: invisible to the plain decoder
     with torch.no_grad():
         assert not torch.allclose(net(x), net(y))
+
+
+def _fit_grey_level_boundary(n_thresholds):
+    """Boundary confidence of a 1x1 classifier of 8-bit grey levels, with or without steps."""
+    torch.manual_seed(0)
+    levels = torch.arange(256.0) / 255
+    x, y = levels.view(-1, 1, 1, 1), (levels >= 95 / 255).long()
+    steps = IntensityThresholds(n_thresholds) if n_thresholds else None
+    head = torch.nn.Conv2d(1 + n_thresholds, 2, 1)
+    params = [*head.parameters(), *(steps.parameters() if steps else [])]
+    optimizer = torch.optim.Adam(params, lr=0.05)
+    for _ in range(1000):
+        inputs = torch.cat([x, steps(x)], dim=1) if steps else x
+        logits = head(inputs).flatten(1)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    proba = logits.softmax(1)[torch.arange(256), y]
+    return proba[93:97].min().item(), steps
+
+
+def test_intensity_thresholds_learn_a_boundary_between_adjacent_grey_levels():
+    # labels that flip between two adjacent 8-bit grey levels, 94/255 and 95/255: a
+    # linear function of the intensity cannot separate them confidently in 1,000 steps,
+    # a step whose threshold and gain are learned can
+    confidence, steps = _fit_grey_level_boundary(4)
+    assert confidence > 0.95
+    assert steps.log_gains.exp().max() > 500
+    assert steps.thresholds.detach().sub(94.5 / 255).abs().min() < 1 / 255
+    assert _fit_grey_level_boundary(0)[0] < 0.6
 
 
 def test_training_lowers_the_loss_and_beats_chance(small_data):
