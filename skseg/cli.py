@@ -243,6 +243,7 @@ def recipe_model(args, **params):
     return SegNetSegmenter(
         width=args.width,
         depth=args.depth,
+        input_thresholds=args.input_thresholds,
         lr=args.lr,
         max_epochs=args.epochs,
         batch_size=args.batch_size,
@@ -378,6 +379,13 @@ def build_parser():
     train.add_argument("--epochs", type=_positive_int, default=7)
     train.add_argument("--width", type=_positive_int, default=32)
     train.add_argument("--depth", type=_positive_int, default=4)
+    train.add_argument(
+        "--input-thresholds",
+        type=_non_negative_int,
+        default=4,
+        help="learnable intensity thresholds in the input skip (default 4; 0 feeds the "
+        "image alone, the recipe before them)",
+    )
     train.add_argument(
         "--batch-size",
         type=_positive_int,

@@ -85,8 +85,8 @@ class SegNetLite(nn.Module):
     MaxUnpool2d(2) with those indices -> Conv2d(3x3) -> BatchNorm2d -> ReLU, down to
     ``width * 2**(i-1)`` channels (``width`` at the top). A 1x1 convolution gives the class
     scores. ``width=32, depth=4`` gives 32-64-128-256 channels down and 128-64-32-32 up.
-    Two additions to SegNet, both on by default: ``encoder_skip`` and ``input_skip``
-    (see below).
+    Additions to SegNet, all on by default: ``encoder_skip``, ``input_skip`` and
+    ``input_thresholds`` (see below).
 
     Parameters
     ----------

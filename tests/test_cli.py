@@ -107,3 +107,12 @@ def test_train_segnet_plans_the_epochs_by_time(tmp_path, capsys):
 def test_train_segnet_reads_mnist(tmp_path, capsys):
     assert main(_train_args(SHARED_MNIST, tmp_path / "m.pt")) == 0
     assert "from 50000 digits" in capsys.readouterr().out  # 10,000 held out
+
+
+def test_recipe_model_takes_the_network_options():
+    from skseg.cli import build_parser, recipe_model
+
+    parse = build_parser().parse_args
+    assert recipe_model(parse(["train-segnet"])).input_thresholds == 4
+    model = recipe_model(parse(["train-segnet", "--input-thresholds", "0", "--width", "8"]))
+    assert (model.input_thresholds, model.width) == (0, 8)
