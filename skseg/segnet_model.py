@@ -37,7 +37,8 @@ class IntensityThresholds(nn.Module):
     """Soft steps of every input channel at learnable intensity thresholds.
 
     Maps ``x`` of shape ``(n, C, H, W)`` to ``sigmoid(g_k * (x - t_k))`` for ``k = 1..K``,
-    shape ``(n, C * K, H, W)`` (channel ``c``'s steps together). The thresholds ``t_k``
+    shape ``(n, C * K, H, W)`` (channel ``c``'s steps together; all channels share the
+    thresholds and gains, which suits intensities in one range). The thresholds ``t_k``
     start evenly spaced inside ``[low, high]`` and the gains ``g_k`` at ``gain``; both are
     learned, the gains through their logarithm, so that gradient steps change them by
     factors and a step can become as sharp as the labels need (a label that flips between
