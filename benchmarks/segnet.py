@@ -24,7 +24,7 @@ from skseg._device import has_fast_bfloat16
 from skseg.cli import (
     build_parser,
     fit_recipe,
-    plan_images_per_epoch,
+    plan_training,
     recipe_data,
     recipe_model,
 )
@@ -165,13 +165,17 @@ def main():
     recipe = build_parser().parse_args(["train-segnet", "--quiet"])
     if args.data_home:
         recipe.data_home = args.data_home
+    start = time.perf_counter()
     digits, labels, X_test, y_test = recipe_data(recipe)
     model = recipe_model(recipe, callbacks=[("held_out", HeldOutIoU(X_test, y_test))])
-    recipe.n_train = plan_images_per_epoch(model, recipe, digits, labels)
-    fit_recipe(model, recipe, digits, labels)
+    recipe.n_train, seconds = plan_training(
+        model, recipe, digits, labels, X_test, y_test, start=start
+    )
+    fit_recipe(model, recipe, digits, labels, seconds=seconds)
+    sizes = model.history[:, "n_images"]
     print(
-        f"\nrecipe: {recipe.epochs} epochs of {recipe.n_train} fresh images, "
-        f"{len(X_test)} images of held-out digits\n"
+        f"\nrecipe: {recipe.epochs} epochs of {', '.join(map(str, sizes))} fresh images "
+        f"({sum(sizes)} in all), {len(X_test)} images of held-out digits\n"
     )
     print("| epoch | training time (s) | held-out mIoU |")
     print("|---|---|---|")

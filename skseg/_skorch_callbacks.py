@@ -29,9 +29,12 @@ class OneCycle(Callback):
     :meth:`~skseg.SegNetSegmenter.fit` starts a cycle of ``max_epochs`` epochs; calls of
     ``partial_fit(X, y, epochs=k)`` continue it, so fresh data can be streamed in epoch by
     epoch under one schedule. A call after the cycle has ended starts a new one. The
-    number of steps per epoch is taken from the first epoch's training split. The peak
-    rate is the net's ``lr``; the callback is inactive unless the net's ``lr_schedule`` is
-    ``"onecycle"``.
+    cycle's length is planned from the first epoch's number of training steps; an epoch
+    of another size re-plans the rest of the cycle as that many steps for each epoch left
+    (:class:`torch.optim.lr_scheduler.OneCycleLR` over the new total, continued from the
+    step reached), so epochs may grow or shrink as they go and the cycle still ends with
+    the last one. The peak rate is the net's ``lr``; the callback is inactive unless the
+    net's ``lr_schedule`` is ``"onecycle"``.
 
     Parameters
     ----------
@@ -44,20 +47,42 @@ class OneCycle(Callback):
 
     def initialize(self):
         self.scheduler_ = None
+        self.epochs_begun_ = self.steps_done_ = 0
         return self
 
-    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        scheduler = getattr(self, "scheduler_", None)
-        finished = scheduler is not None and scheduler.last_epoch >= scheduler.total_steps - 1
-        if net.lr_schedule != "onecycle" or (scheduler is not None and not finished):
-            return
-        steps = max(1, math.ceil(len(dataset_train) / net.batch_size)) * net.max_epochs
-        self.scheduler_ = torch.optim.lr_scheduler.OneCycleLR(
-            net.optimizer_, max_lr=net.lr, total_steps=steps, pct_start=self.pct_start
+    def _scheduler(self, net, total_steps, step=0):
+        pct_start = self.pct_start
+        if pct_start * total_steps == 1:
+            # torch divides by zero when the warm-up would end exactly at step 0
+            pct_start *= 1 + 1e-6
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            net.optimizer_, max_lr=net.lr, total_steps=total_steps, pct_start=pct_start
         )
+        if step:  # continue from `step`: set the rate (and momentum) of that step
+            scheduler.last_epoch = step - 1
+            scheduler.step()
+        return scheduler
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        if net.lr_schedule != "onecycle":
+            return
+        steps = max(1, math.ceil(len(dataset_train) / net.batch_size))
+        scheduler = getattr(self, "scheduler_", None)
+        if scheduler is None or self.steps_done_ >= scheduler.total_steps:
+            self.scheduler_ = self._scheduler(net, steps * net.max_epochs)
+            self.epochs_begun_ = self.steps_done_ = 0
+        else:
+            epochs_left = max(1, net.max_epochs - self.epochs_begun_)
+            total = self.steps_done_ + steps * epochs_left
+            if total != scheduler.total_steps:
+                self.scheduler_ = self._scheduler(net, total, step=self.steps_done_)
+        self.epochs_begun_ += 1
 
     def on_batch_end(self, net, training=False, **kwargs):
         scheduler = getattr(self, "scheduler_", None)
+        if not training or scheduler is None:
+            return
+        self.steps_done_ += 1
         # the scheduler starts at step 0; step total_steps - 1 is the cycle's last
-        if training and scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
+        if scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()

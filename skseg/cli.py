@@ -12,7 +12,7 @@ __all__ = [
     "build_parser",
     "recipe_data",
     "recipe_model",
-    "plan_images_per_epoch",
+    "plan_training",
     "fit_recipe",
 ]
 
@@ -55,21 +55,38 @@ def _train_segnet(args):
     from .metrics import iou_per_class
 
     start = time.perf_counter()
+    if isinstance(args.n_train, list) and len(args.n_train) != args.epochs:
+        raise ValueError(
+            f"--n-train gives the images of {len(args.n_train)} epochs, --epochs asks for "
+            f"{args.epochs}"
+        )
     digits, labels, X_test, y_test = recipe_data(args)
     model = recipe_model(args)
+    seconds = None
     if args.n_train is None:
-        args.n_train = plan_images_per_epoch(model, args, digits, labels)
+        args.n_train, seconds = plan_training(
+            model, args, digits, labels, X_test, y_test, start=start
+        )
+    per_epoch = (
+        f"{args.n_train}"
+        if isinstance(args.n_train, int)
+        else f"{min(args.n_train)}-{max(args.n_train)}"
+    )
     print(
-        f"training in {_precision_name(model)} on {args.n_train} fresh images per epoch of "
-        f"up to {args.train_max_digits} digits from {len(digits)} digits; evaluating on "
-        f"{len(X_test)} images of up to 3 digits from held-out digits"
+        f"training in {_precision_name(model)} on {'about ' * bool(seconds)}{per_epoch} "
+        f"fresh images per epoch of up to {args.train_max_digits} digits from {len(digits)} "
+        f"digits; evaluating on {len(X_test)} images of up to 3 digits from held-out digits"
     )
     fit_start = time.perf_counter()
-    fit_recipe(model, args, digits, labels)
+    fit_recipe(model, args, digits, labels, seconds=seconds)
     fit_time = time.perf_counter() - fit_start
+    sizes = model.history[:, "n_images"]
+    print(
+        f"trained on {sum(sizes)} images in {fit_time:.0f} s ({sum(sizes) / fit_time:.0f} "
+        f"images/s; repeat with --n-train {','.join(map(str, sizes))})"
+    )
     classes, iou = iou_per_class(y_test, model.predict(X_test))
     total = time.perf_counter() - start
-    print(f"trained in {fit_time:.0f} s ({args.epochs * args.n_train / fit_time:.0f} images/s)")
     print(f"held-out mean IoU: {np.nanmean(iou):.4f}  (whole run {total:.0f} s)")
     names = [str(c) if c < 10 else "background" for c in classes]
     print("per-class IoU: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, iou)))
@@ -131,8 +148,15 @@ def _training_images(args):
     return {"random_state": args.seed, "max_digits": args.train_max_digits}
 
 
-def plan_images_per_epoch(model, args, digits, labels):
-    """Images per epoch that fill the recipe's ``--time-budget`` on this machine.
+def plan_training(model, args, digits, labels, X_test, y_test, *, start):
+    """First epoch's images and training seconds that fill the recipe's ``--time-budget``.
+
+    Times the evaluation (predicting ``X_test`` with an untrained clone of ``model``, test-
+    time shifts included) and a few training steps
+    (:func:`~skseg.segnet.images_per_epoch_for_budget`); what the budget leaves after the
+    time already spent and the evaluation is the training time, and the measured rate
+    sizes the first epoch. :func:`fit_recipe` then sizes the later epochs by the rate it
+    measures itself.
 
     Parameters
     ----------
@@ -142,40 +166,50 @@ def plan_images_per_epoch(model, args, digits, labels):
         Parsed ``skseg train-segnet`` arguments.
     digits, labels : ndarray
         Training digits, from :func:`recipe_data`.
+    X_test, y_test : ndarray
+        Evaluation images and label maps, from :func:`recipe_data`.
+    start : float
+        :func:`time.perf_counter` at the start of the run.
 
     Returns
     -------
     n_train : int
-        Images to compose per epoch; printed, so that ``--n-train`` can repeat the run.
+        Images to compose for the first epoch.
+    seconds : float
+        Training seconds (at least 1).
 
     Examples
     --------
-    >>> from skseg.cli import build_parser, plan_images_per_epoch, recipe_model
-    >>> from skseg.datasets import load_digits_standin
+    >>> import time
+    >>> from skseg.cli import build_parser, plan_training, recipe_model
+    >>> from skseg.datasets import load_digits_standin, make_multidigit_mnist
     >>> args = build_parser().parse_args(
-    ...     ["train-segnet", "--epochs", "1", "--time-budget", "2", "--width", "4", "--quiet"])
+    ...     ["train-segnet", "--time-budget", "20", "--width", "4", "--quiet"])
     >>> digits, labels = load_digits_standin()
-    >>> plan_images_per_epoch(recipe_model(args), args, digits, labels) > 0
+    >>> X_test, y_test = make_multidigit_mnist(8, digits=digits, labels=labels)
+    >>> n_train, seconds = plan_training(
+    ...     recipe_model(args), args, digits, labels, X_test, y_test, start=time.perf_counter())
+    >>> n_train > 0 and 1 <= seconds < 20
     True
     """
-    from .segnet import images_per_epoch_for_budget
+    from .segnet import images_per_epoch_for_budget, seconds_to_predict
 
+    evaluation = seconds_to_predict(model, X_test, y_test)
+    left = args.time_budget - (time.perf_counter() - start) - evaluation
     n_train, rate = images_per_epoch_for_budget(
-        model,
-        digits,
-        labels,
-        seconds=args.time_budget,
-        **_training_images(args),
+        model, digits, labels, seconds=max(left, 1.0), **_training_images(args)
     )
+    seconds = max(args.time_budget - (time.perf_counter() - start) - evaluation, 1.0)
     if not args.quiet:
         print(
-            f"measured {rate:.0f} training images/s: {args.epochs} epochs of {n_train} "
-            f"images fill the {args.time_budget:.0f} s budget (repeat with --n-train {n_train})"
+            f"measured {rate:.0f} training images/s and {evaluation:.0f} s to evaluate: "
+            f"{seconds:.0f} s of training fill the {args.time_budget:.0f} s budget, "
+            f"{args.epochs} epochs of about {n_train} images"
         )
-    return n_train
+    return n_train, seconds
 
 
-def fit_recipe(model, args, digits, labels):
+def fit_recipe(model, args, digits, labels, *, seconds=None):
     """Train ``model`` the recipe's way: fresh compositions every epoch.
 
     Parameters
@@ -183,24 +217,28 @@ def fit_recipe(model, args, digits, labels):
     model : SegNetSegmenter
         From :func:`recipe_model`.
     args : argparse.Namespace
-        Parsed ``skseg train-segnet`` arguments.
+        Parsed ``skseg train-segnet`` arguments; ``args.n_train`` gives the images of
+        every epoch (an int, or one per epoch), or of the first epoch with ``seconds``.
     digits, labels : ndarray
         Training digits, from :func:`recipe_data`.
+    seconds : float, default=None
+        Train for about this long (from :func:`plan_training`), sizing the epochs after
+        the first by the measured rate.
 
     Returns
     -------
     model : SegNetSegmenter
-        Trained.
+        Trained; ``model.history[:, "n_images"]`` holds the images of every epoch.
 
     Examples
     --------
     >>> from skseg.cli import build_parser, fit_recipe, recipe_model
     >>> from skseg.datasets import load_digits_standin
     >>> args = build_parser().parse_args(
-    ...     ["train-segnet", "--epochs", "1", "--n-train", "8", "--width", "4", "--quiet"])
+    ...     ["train-segnet", "--epochs", "2", "--n-train", "8,16", "--width", "4", "--quiet"])
     >>> digits, labels = load_digits_standin()
-    >>> len(fit_recipe(recipe_model(args), args, digits, labels).history)
-    1
+    >>> fit_recipe(recipe_model(args), args, digits, labels).history[:, "n_images"]
+    [8, 16]
     """
     from .segnet import fit_on_fresh_compositions
 
@@ -209,6 +247,7 @@ def fit_recipe(model, args, digits, labels):
         digits,
         labels,
         n_images=args.n_train,
+        seconds=seconds,
         **_training_images(args),
     )
 
@@ -246,6 +285,7 @@ def recipe_model(args, **params):
         input_thresholds=args.input_thresholds,
         lr=args.lr,
         max_epochs=args.epochs,
+        validation_fraction=args.validation_fraction,
         batch_size=args.batch_size,
         optimizer=Muon if args.optimizer == "muon" else torch.optim.AdamW,
         test_time_shifts=args.test_time_shifts,
@@ -261,14 +301,21 @@ def recipe_model(args, **params):
 _PRECISIONS = {"auto": "auto", "bfloat16": True, "float32": False}
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
-    return value
+def _number(check, requirement):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    return parse
+
+
+_positive_float = _number(lambda value: value > 0, "a number > 0")
+_fraction = _number(lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
 def _int_at_least(minimum):
@@ -286,6 +333,11 @@ def _int_at_least(minimum):
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+
+
+def _image_counts(text):
+    counts = [_positive_int(part) for part in text.split(",")]
+    return counts[0] if len(counts) == 1 else counts
 
 
 def build_parser():
@@ -353,19 +405,27 @@ def build_parser():
     train.add_argument("-o", "--output", default="segnet.pt", help="model file")
     train.add_argument(
         "--n-train",
-        type=_positive_int,
+        type=_image_counts,
         default=None,
-        help="training images composed per epoch (default: as many as fill --time-budget, "
-        "measured on this machine before training)",
+        help="training images composed per epoch: one number, or one per epoch separated "
+        "by commas (default: as many as fill --time-budget, measured on this machine; the "
+        "run prints the numbers that repeat it)",
     )
     train.add_argument(
         "--time-budget",
         type=_positive_float,
-        default=480.0,
-        help="training seconds to plan for when --n-train is not given (default 480, so "
-        "that the whole run, evaluation included, stays within 10 minutes)",
+        default=570.0,
+        help="seconds for the whole run, evaluation included, when --n-train is not given "
+        "(default 570: 30 s of the 10 minutes are left to the error of the estimates)",
     )
     train.add_argument("--n-test", type=_positive_int, default=2000, help="evaluation images")
+    train.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.02,
+        help="share of every epoch's images held out of its training to report "
+        "valid_miou (default 0.02; 0 reports none)",
+    )
     train.add_argument(
         "--held-out-fraction", type=float, default=1 / 6, help="digits kept for evaluation"
     )

@@ -23,7 +23,11 @@ __all__ = [
     "split_digits",
     "MNIST_URL",
     "MNIST_MD5",
+    "BACKGROUND",
 ]
+
+#: label of the background pixels of :func:`make_multidigit_mnist` (digits are 0..9)
+BACKGROUND = 10
 
 #: where :func:`load_mnist` downloads from; any mirror with the four standard files works
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -413,7 +417,7 @@ def make_multidigit_mnist(
         offsets[i, :k] = rng.randint(0, image_size - 28 + 1, size=(k, 2))
     scaled = digits.astype(np.float32) / 255.0
     best = np.zeros((n_samples, image_size, image_size), dtype=np.float32)
-    y = np.full((n_samples, image_size, image_size), 10, dtype=np.int64)
+    y = np.full((n_samples, image_size, image_size), BACKGROUND, dtype=np.int64)
     span = np.arange(28)
     for slot in range(max_digits):
         images = np.flatnonzero(counts > slot)
@@ -424,7 +428,7 @@ def make_multidigit_mnist(
         )
         digit = scaled[chosen[images, slot]]
         higher = digit > best[window]  # strictly higher: the first drawn wins ties
-        label = np.where(digit >= 0.5, labels[chosen[images, slot]][:, None, None], 10)
+        label = np.where(digit >= 0.5, labels[chosen[images, slot]][:, None, None], BACKGROUND)
         best[window] = np.where(higher, digit, best[window])
         y[window] = np.where(higher, label, y[window])
     X = best[:, None]

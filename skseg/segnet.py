@@ -26,6 +26,7 @@ __all__ = [
     "SegNetSegmenter",
     "fit_on_fresh_compositions",
     "images_per_epoch_for_budget",
+    "seconds_to_predict",
     "shift_offsets",
 ]
 
@@ -472,6 +473,9 @@ class SegNetSegmenter(NeuralNet):
         self : SegNetSegmenter
             The fitted estimator.
         """
+        return self._fit(X, y, None, **fit_params)
+
+    def _fit(self, X, y, classes, **fit_params):
         self._check_params()
         if self.device is not None:  # None: an accelerator places the tensors
             resolve_device(self.device)  # a clear error when CUDA is asked for and absent
@@ -480,10 +484,11 @@ class SegNetSegmenter(NeuralNet):
         known = y[y != self.ignore_index]
         if known.size == 0:
             raise ValueError("y has no labelled pixel (all equal ignore_index)")
-        self.classes_ = np.unique(known)
-        encoded = np.where(
-            y == self.ignore_index, self.ignore_index, np.searchsorted(self.classes_, y)
-        )
+        if classes is None:
+            self.classes_ = np.unique(known)
+        else:
+            self.classes_ = np.unique(check_integer_labels(classes, "classes"))
+        encoded = self._encode(y)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         if not self.warm_start or not self.initialized_:
@@ -501,8 +506,11 @@ class SegNetSegmenter(NeuralNet):
         y : array-like of shape (n, H, W)
             Label maps.
 
-        classes : ignored
-            The classes are fixed by the first :meth:`fit`.
+        classes : array-like of shape (n_classes,), default=None
+            On the first call (when the estimator is not fitted yet), all the labels
+            that later calls may bring, as scikit-learn's incremental estimators take
+            them; ``None`` takes the labels of ``y``. Ignored afterwards: the classes are
+            fixed by the first call or :meth:`fit`.
 
         **fit_params : dict
             Passed on to :meth:`skorch.NeuralNet.partial_fit`.
@@ -512,7 +520,7 @@ class SegNetSegmenter(NeuralNet):
         self : SegNetSegmenter
         """
         if not getattr(self, "initialized_", False) or not hasattr(self, "classes_"):
-            return self.fit(X, y, **fit_params)
+            return self._fit(X, y, classes, **fit_params)
         X = self._check_X(X, reset=False)
         y = self._check_y(y, X)
         return super().partial_fit(X, self._encode(y), **fit_params)
@@ -733,14 +741,16 @@ def shift_offsets(n_shifts, period):
     return offsets
 
 
-def fit_on_fresh_compositions(model, digits, labels, *, n_images, random_state=0, **compose):
+def fit_on_fresh_compositions(
+    model, digits, labels, *, n_images, seconds=None, random_state=0, **compose
+):
     """Train ``model`` for ``model.max_epochs`` epochs on a new composed set every epoch.
 
-    Every epoch composes ``n_images`` multi-digit images
-    (:func:`~skseg.datasets.make_multidigit_mnist`) and trains one epoch on them with
-    ``partial_fit(X, y, epochs=1)``, which continues the one-cycle schedule over all the
-    epochs. Fresh compositions each epoch keep the network from memorising one set of
-    images; only ``n_images`` images are in memory at a time.
+    Every epoch composes its images (:func:`~skseg.datasets.make_multidigit_mnist`) and
+    trains one epoch on them with ``partial_fit(X, y, epochs=1)``, which continues the
+    one-cycle schedule over all the epochs. Fresh compositions each epoch keep the network
+    from memorising one set of images; only one epoch's images are in memory at a time.
+    Each epoch's number of images is recorded in ``model.history`` as ``"n_images"``.
 
     Parameters
     ----------
@@ -753,8 +763,16 @@ def fit_on_fresh_compositions(model, digits, labels, *, n_images, random_state=0
     labels : ndarray of shape (n_digits,)
         Their classes.
 
-    n_images : int
-        Images composed per epoch.
+    n_images : int or sequence of int
+        Images composed per epoch: one number for every epoch, or one per epoch (as many
+        as ``model.max_epochs``). With ``seconds``, an int that sizes the first epoch.
+
+    seconds : float, default=None
+        Train for about this long: after each epoch, the epochs left are sized to end
+        ``seconds`` after the start at the rate measured so far (composing, training and
+        validating all counted), at least one batch each; the one-cycle schedule re-plans
+        its steps accordingly. The sizes are then found in ``model.history[:,
+        "n_images"]``, and passing them as ``n_images`` repeats the run exactly.
 
     random_state : int, default=0
         Epoch ``e`` composes with seed ``random_state * 1000 + e``.
@@ -774,26 +792,45 @@ def fit_on_fresh_compositions(model, digits, labels, *, n_images, random_state=0
     >>> from skseg.segnet import fit_on_fresh_compositions
     >>> digits, labels = load_digits_standin()
     >>> model = SegNetSegmenter(width=4, depth=2, max_epochs=2, verbose=0)
-    >>> fit_on_fresh_compositions(model, digits, labels, n_images=16, image_size=32)
+    >>> fit_on_fresh_compositions(model, digits, labels, n_images=[16, 32], image_size=32)
     ... # doctest: +ELLIPSIS
     <class 'skseg.segnet.SegNetSegmenter'>[initialized](...
-    >>> len(model.history)
-    2
+    >>> model.history[:, "n_images"]
+    [16, 32]
     """
-    from .datasets import make_multidigit_mnist
+    from .datasets import BACKGROUND, make_multidigit_mnist
 
-    for epoch in range(model.max_epochs):
+    epochs = model.max_epochs
+    sizes = [n_images] * epochs if isinstance(n_images, Integral) else list(n_images)
+    if len(sizes) != epochs or not all(isinstance(n, Integral) and n > 0 for n in sizes):
+        raise ValueError(
+            f"n_images must be a positive int or {epochs} positive ints (one per epoch of "
+            f"max_epochs={epochs}), got {n_images!r}"
+        )
+    if seconds is not None and (not isinstance(n_images, Integral) or not seconds > 0):
+        raise ValueError(
+            "with seconds, n_images must be one positive int (the first epoch's size) and "
+            f"seconds > 0, got n_images={n_images!r}, seconds={seconds!r}"
+        )
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        if seconds is not None and epoch > 0:
+            elapsed = time.perf_counter() - start
+            rate = sum(sizes[:epoch]) / elapsed
+            left = rate * (seconds - elapsed) / (epochs - epoch)
+            sizes[epoch] = max(model.batch_size, int(left))
         X, y = make_multidigit_mnist(
-            n_images,
+            sizes[epoch],
             digits=digits,
             labels=labels,
             random_state=random_state * 1000 + epoch,
             **compose,
         )
-        if epoch == 0:
-            model.fit(X, y, epochs=1)
+        if epoch == 0:  # a new fit, with all the classes later epochs may bring
+            model._fit(X, y, np.union1d(labels, [BACKGROUND]), epochs=1)
         else:
             model.partial_fit(X, y, epochs=1)
+        model.history.record("n_images", sizes[epoch])
     return model
 
 
@@ -873,3 +910,56 @@ def images_per_epoch_for_budget(
     rate = batch * n_probe_batches / (time.perf_counter() - start)
     n_images = int(rate * seconds / max(1, model.max_epochs))
     return max(batch, n_images), rate
+
+
+def seconds_to_predict(model, X, y=None, *, n_probe_images=None):
+    """How long ``model`` will take to predict ``X`` once trained, timed before training.
+
+    Initialises a silent, untrained clone of ``model`` (the network's cost does not depend
+    on its weights), predicts a first batch to warm up, times the prediction of
+    ``n_probe_images`` images of ``X`` (test-time shifts and all) and scales to all of
+    ``X``. ``skseg train-segnet`` uses it to leave the evaluation its share of the
+    ``--time-budget``.
+
+    Parameters
+    ----------
+    model : SegNetSegmenter
+        The estimator to be trained (it is not changed).
+
+    X : array-like of shape (n_samples, n_channels, height, width) or (n_samples, height, width)
+        The images to be predicted.
+
+    y : array-like of shape (n_samples, height, width), default=None
+        Label maps of ``X``, if known: the clone's classes are taken from the timed
+        images' labels, as training would take them (by default one class, which
+        underestimates only the cost of the class scores).
+
+    n_probe_images : int, default=None
+        Images timed; by default two batches (``2 * model.batch_size``), at most all of
+        ``X``.
+
+    Returns
+    -------
+    seconds : float
+        Estimated seconds to predict all of ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skseg import SegNetSegmenter
+    >>> from skseg.segnet import seconds_to_predict
+    >>> model = SegNetSegmenter(width=4, depth=2, batch_size=4)
+    >>> seconds_to_predict(model, np.zeros((10, 1, 16, 16), dtype=np.float32)) > 0
+    True
+    """
+    X = np.asarray(X)
+    if X.ndim < 3 or len(X) == 0:
+        raise ValueError(f"X must hold images, (n, H, W) or (n, C, H, W), got shape {X.shape}")
+    n = min(len(X), n_probe_images or 2 * model.batch_size)
+    probe = clone(model).set_params(verbose=0, validation_fraction=0, callbacks=None)
+    labels = np.zeros((1, *X.shape[-2:]), dtype=np.int64) if y is None else np.asarray(y)[:n]
+    probe.fit(X[: len(labels)], labels, epochs=0)  # initialisation only
+    probe.predict(X[: min(n, model.batch_size)])  # the first call is slower than the rest
+    start = time.perf_counter()
+    probe.predict(X[:n])
+    return (time.perf_counter() - start) * len(X) / n

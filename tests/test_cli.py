@@ -51,7 +51,9 @@ def test_segment_reports_bad_files(tmp_path, capsys):
         (["train-segnet", "--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
         (["train-segnet", "--n-test", "0"], "--n-test: must be an integer >= 1, got 0"),
         (["train-segnet", "--n-train", "-5"], "--n-train: must be an integer >= 1, got -5"),
+        (["train-segnet", "--n-train", "8,x"], "--n-train: must be an integer >= 1, got x"),
         (["train-segnet", "--width", "x"], "--width: must be an integer >= 1, got x"),
+        (["train-segnet", "--validation-fraction", "1"], "must be a number in [0, 1), got 1"),
         (["train-segnet", "--train-max-digits", "0"], "--train-max-digits: must be an integer"),
         (["train-segnet", "--test-time-shifts", "-1"], "--test-time-shifts: must be an integer"),
     ],
@@ -98,9 +100,24 @@ def test_train_segnet_plans_the_epochs_by_time(tmp_path, capsys):
     with pytest.warns(StandInWarning):
         assert main(args) == 0
     printed = capsys.readouterr().out
-    planned = int(re.search(r"repeat with --n-train (\d+)", printed).group(1))
+    assert "s to evaluate" in printed
+    sizes = re.search(r"repeat with --n-train (\d+),(\d+)\)", printed).groups()
     precision = "bfloat16" if has_fast_bfloat16("cpu") else "float32"  # --precision auto
-    assert f"training in {precision} on {planned} fresh images per epoch" in printed
+    assert f"training in {precision} on about {sizes[0]} fresh images per epoch" in printed
+    # the printed sizes repeat the run's epochs
+    with pytest.warns(StandInWarning):
+        assert main(_train_args(tmp_path, tmp_path / "m.pt", ("--n-train", ",".join(sizes)))) == 0
+    assert f"training in {precision} on {min(sizes, key=int)}-{max(sizes, key=int)} fresh" in (
+        capsys.readouterr().out
+    )
+
+
+def test_train_segnet_wants_one_size_per_epoch(tmp_path, capsys):
+    argv = _train_args(tmp_path, tmp_path / "m.pt", size=("--n-train", "8,8,8"))
+    assert main(argv) == 2  # --epochs 2
+    assert "--n-train gives the images of 3 epochs, --epochs asks for 2" in (
+        capsys.readouterr().err
+    )
 
 
 @needs_shared

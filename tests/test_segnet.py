@@ -15,6 +15,7 @@ from sklearn.metrics import jaccard_score
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
+from skorch.callbacks import Callback
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
@@ -241,6 +242,20 @@ def test_classes_are_learned_from_y_and_ignored_pixels_skipped(small_data):
         seg.partial_fit(X[:2], np.full((2, 32, 32), 3))
 
 
+def test_first_partial_fit_takes_all_classes(small_data):
+    X, _ = small_data
+    y = np.full((len(X), 32, 32), 7)
+    seg = SegNetSegmenter(**TINY).partial_fit(X[:4], y[:4], classes=[9, 7, 42])
+    np.testing.assert_array_equal(seg.classes_, [7, 9, 42])
+    assert seg.predict_proba(X[:1]).shape == (1, 3, 32, 32)
+    seg.partial_fit(X[:2], np.full((2, 32, 32), 42), classes=[1, 2])  # fitted: ignored
+    np.testing.assert_array_equal(seg.classes_, [7, 9, 42])
+    with pytest.raises(ValueError, match=r"labels \[7\] not seen in fit"):
+        SegNetSegmenter(**TINY).partial_fit(X[:2], y[:2], classes=[9, 42])
+    with pytest.raises(ValueError, match="classes must hold integer class labels, got fractional"):
+        SegNetSegmenter(**TINY).partial_fit(X[:2], y[:2], classes=[7.5])
+
+
 def test_flattened_images_with_image_shape(small_data):
     X, y = small_data
     seg = SegNetSegmenter(max_epochs=1, image_shape=(32, 32), **TINY)
@@ -432,6 +447,51 @@ def test_one_cycle_spans_partial_fit_calls(small_data):
     assert _scheduler(model).last_epoch == steps_per_epoch
 
 
+def test_one_cycle_of_five_steps(small_data):
+    # one step per epoch: the warm-up of 0.2 x 5 steps ends at step 0 (where torch's
+    # schedule divides by zero), and the last epoch's step is this cycle's, not a new one's
+    X, y = small_data
+    model = SegNetSegmenter(max_epochs=5, validation_fraction=0, **TINY).fit(X[:16], y[:16])
+    assert _scheduler(model).total_steps == 5
+    assert model.optimizer_.param_groups[0]["lr"] < 1e-4 * TINY["lr"]
+
+
+class _TrainingRates(Callback):
+    def initialize(self):
+        self.rates = []
+        return self
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            self.rates.append(net.optimizer_.param_groups[0]["lr"])
+
+
+def test_one_cycle_re_plans_for_epochs_of_another_size(small_data):
+    X, y = small_data
+    batch = TINY["batch_size"]
+    model = SegNetSegmenter(
+        max_epochs=3, validation_fraction=0, callbacks=[("rates", _TrainingRates())], **TINY
+    )
+    model.fit(X[: 2 * batch], y[: 2 * batch], epochs=1)  # plans 3 x 2 steps
+    model.partial_fit(X[: 4 * batch], y[: 4 * batch], epochs=1)  # re-plans 2 + 2 x 4
+    model.partial_fit(X[: 4 * batch], y[: 4 * batch], epochs=1)
+    rates = dict(model.callbacks_)["rates"].rates
+    assert _scheduler(model).total_steps == len(rates) == 10
+    # from the third step on: torch's one-cycle schedule of the re-planned 10 steps
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))])
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=TINY["lr"], total_steps=10, pct_start=0.2
+    )
+    expected = []
+    for _ in range(10):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if len(expected) < 10:
+            reference.step()
+    np.testing.assert_allclose(rates[2:], expected[2:])
+    assert rates[-1] < 1e-4 * TINY["lr"]  # the cycle ends with the last epoch
+
+
 def test_fresh_compositions_every_epoch(small_data):
     from skseg.segnet import fit_on_fresh_compositions
 
@@ -440,6 +500,72 @@ def test_fresh_compositions_every_epoch(small_data):
     fit_on_fresh_compositions(model, digits, labels, n_images=24, image_size=32, max_digits=1)
     assert len(model.history) == 2
     assert model.predict(small_data[0][:2]).shape == (2, 32, 32)
+
+
+class _FakeClock:
+    """``time.perf_counter`` that advances only when an epoch ends: 128 images a second."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+class _AdvanceClock(Callback):
+    def __init__(self, clock):
+        self.clock = clock
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        self.clock.now += (len(dataset_train) + len(dataset_valid or [])) / 128
+
+
+def test_fresh_compositions_sized_by_time(monkeypatch):
+    from skseg import segnet
+
+    clock = _FakeClock()
+    monkeypatch.setattr(segnet, "time", clock)
+    digits, labels = load_digits_standin()
+    model = SegNetSegmenter(max_epochs=3, callbacks=[("clock", _AdvanceClock(clock))], **TINY)
+    # 16 images take 0.125 s; the 0.5 s left are shared by the two epochs left
+    segnet.fit_on_fresh_compositions(
+        model, digits, labels, n_images=16, seconds=0.625, image_size=32, max_digits=1
+    )
+    assert model.history[:, "n_images"] == [16, 32, 32]
+    assert clock.now == 0.625
+    # the schedule was re-planned for the larger epochs and ended with the last
+    assert _scheduler(model).last_epoch == _scheduler(model).total_steps - 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n_images=[8, 8, 8]), "n_images must be a positive int or 2 positive ints"),
+        (dict(n_images=0), "n_images must be a positive int or 2 positive ints"),
+        (dict(n_images=[8, 8], seconds=5), "with seconds, n_images must be one positive int"),
+        (dict(n_images=8, seconds=0), "and seconds > 0"),
+    ],
+)
+def test_fresh_compositions_reject_bad_sizes(kwargs, message):
+    from skseg.segnet import fit_on_fresh_compositions
+
+    digits, labels = load_digits_standin()
+    model = SegNetSegmenter(max_epochs=2, **TINY)
+    with pytest.raises(ValueError, match=message):
+        fit_on_fresh_compositions(model, digits, labels, **kwargs)
+    assert not hasattr(model, "module_")
+
+
+def test_seconds_to_predict_times_a_clone(small_data):
+    from skseg.segnet import seconds_to_predict
+
+    X, y = small_data
+    model = SegNetSegmenter(test_time_shifts=3, **TINY)
+    assert seconds_to_predict(model, X, y) > 0
+    assert seconds_to_predict(model, X[:, 0], n_probe_images=4) > 0
+    assert not hasattr(model, "module_")
+    with pytest.raises(ValueError, match="X must hold images"):
+        seconds_to_predict(model, X[:0])
 
 
 def test_images_per_epoch_for_budget_times_a_clone():
