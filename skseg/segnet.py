@@ -750,7 +750,9 @@ def fit_on_fresh_compositions(
     trains one epoch on them with ``partial_fit(X, y, epochs=1)``, which continues the
     one-cycle schedule over all the epochs. Fresh compositions each epoch keep the network
     from memorising one set of images; only one epoch's images are in memory at a time.
-    Each epoch's number of images is recorded in ``model.history`` as ``"n_images"``.
+    The classes are those of ``labels`` and the background, whichever the first epoch's
+    images happen to hold. Each epoch's number of images is recorded in
+    ``model.history`` as ``"n_images"``.
 
     Parameters
     ----------
@@ -935,7 +937,7 @@ def seconds_to_predict(model, X, y=None, *, n_probe_images=None):
         underestimates only the cost of the class scores).
 
     n_probe_images : int, default=None
-        Images timed; by default two batches (``2 * model.batch_size``), at most all of
+        Images timed; by default four batches (``4 * model.batch_size``), at most all of
         ``X``.
 
     Returns
@@ -955,7 +957,7 @@ def seconds_to_predict(model, X, y=None, *, n_probe_images=None):
     X = np.asarray(X)
     if X.ndim < 3 or len(X) == 0:
         raise ValueError(f"X must hold images, (n, H, W) or (n, C, H, W), got shape {X.shape}")
-    n = min(len(X), n_probe_images or 2 * model.batch_size)
+    n = min(len(X), n_probe_images or 4 * model.batch_size)
     probe = clone(model).set_params(verbose=0, validation_fraction=0, callbacks=None)
     labels = np.zeros((1, *X.shape[-2:]), dtype=np.int64) if y is None else np.asarray(y)[:n]
     probe.fit(X[: len(labels)], labels, epochs=0)  # initialisation only
