@@ -194,11 +194,14 @@ def plan_training(model, args, digits, labels, X_test, y_test, *, start):
     from .segnet import images_per_epoch_for_budget, seconds_to_predict
 
     evaluation = seconds_to_predict(model, X_test, y_test)
-    left = args.time_budget - (time.perf_counter() - start) - evaluation
+
+    def training_seconds():  # what the budget leaves now, at least 1 s
+        return max(args.time_budget - (time.perf_counter() - start) - evaluation, 1.0)
+
     n_train, rate = images_per_epoch_for_budget(
-        model, digits, labels, seconds=max(left, 1.0), **_training_images(args)
+        model, digits, labels, seconds=training_seconds(), **_training_images(args)
     )
-    seconds = max(args.time_budget - (time.perf_counter() - start) - evaluation, 1.0)
+    seconds = training_seconds()  # after the probe's own time
     if not args.quiet:
         print(
             f"measured {rate:.0f} training images/s and {evaluation:.0f} s to evaluate: "

@@ -836,6 +836,12 @@ def fit_on_fresh_compositions(
     return model
 
 
+def _untrained_clone(model, X, y, **params):
+    """A silent clone of ``model``, initialised on ``X``, ``y`` (classes, network) only."""
+    probe = clone(model).set_params(verbose=0, validation_fraction=0, callbacks=None, **params)
+    return probe.fit(X, y, epochs=0)
+
+
 def images_per_epoch_for_budget(
     model, digits, labels, *, seconds, n_probe_batches=6, random_state=0, **compose
 ):
@@ -902,10 +908,7 @@ def images_per_epoch_for_budget(
         random_state=random_state,
         **compose,
     )
-    probe = clone(model).set_params(
-        verbose=0, max_epochs=1, validation_fraction=0, lr_schedule="constant", callbacks=None
-    )
-    probe.fit(X, y, epochs=0)  # classes and initialisation only
+    probe = _untrained_clone(model, X, y, max_epochs=1, lr_schedule="constant")
     probe.partial_fit(X[:batch], y[:batch])  # the first step is slower than the rest
     start = time.perf_counter()
     probe.partial_fit(X[batch:], y[batch:])
@@ -958,9 +961,8 @@ def seconds_to_predict(model, X, y=None, *, n_probe_images=None):
     if X.ndim < 3 or len(X) == 0:
         raise ValueError(f"X must hold images, (n, H, W) or (n, C, H, W), got shape {X.shape}")
     n = min(len(X), n_probe_images or 4 * model.batch_size)
-    probe = clone(model).set_params(verbose=0, validation_fraction=0, callbacks=None)
     labels = np.zeros((1, *X.shape[-2:]), dtype=np.int64) if y is None else np.asarray(y)[:n]
-    probe.fit(X[: len(labels)], labels, epochs=0)  # initialisation only
+    probe = _untrained_clone(model, X[: len(labels)], labels)
     probe.predict(X[: min(n, model.batch_size)])  # the first call is slower than the rest
     start = time.perf_counter()
     probe.predict(X[:n])
