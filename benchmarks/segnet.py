@@ -175,11 +175,13 @@ def main():
         model, recipe, digits, labels, X_test, y_test, start=start
     )
     fit_recipe(model, recipe, digits, labels, seconds=seconds)
-    scores = [mean_iou(y_test, model.predict(X_test))]  # the trained network: its last epoch
+    final = mean_iou(y_test, model.predict(X_test))  # the trained network: its last epoch
     whole_run = time.perf_counter() - start
-    for weights in snapshots.weights_[-2::-1]:
+    scores = []
+    for weights in snapshots.weights_[:-1]:
         model.module_.load_state_dict(weights)
-        scores.insert(0, mean_iou(y_test, model.predict(X_test)))
+        scores.append(mean_iou(y_test, model.predict(X_test)))
+    scores.append(final)
     model.module_.load_state_dict(snapshots.weights_[-1])
     sizes = model.history[:, "n_images"]
     print(
