@@ -5,6 +5,8 @@ import math
 import torch
 from skorch.callbacks import Callback, ProgressBar
 
+from .optim import WarmupStableDecayLR
+
 
 class QuietProgressBar(ProgressBar):
     """skorch's batch progress bar, shown only while the net's ``verbose`` is on."""
@@ -23,27 +25,37 @@ class QuietProgressBar(ProgressBar):
             super().on_epoch_end(net, **kwargs)
 
 
-class OneCycle(Callback):
-    """One-cycle learning rate over ``max_epochs`` epochs, across ``partial_fit`` calls.
+class PlannedLRSchedule(Callback):
+    """The net's learning-rate schedule over ``max_epochs`` epochs, across ``partial_fit`` calls.
 
-    :meth:`~skseg.SegNetSegmenter.fit` starts a cycle of ``max_epochs`` epochs; calls of
-    ``partial_fit(X, y, epochs=k)`` continue it, so fresh data can be streamed in epoch by
-    epoch under one schedule. A call after the cycle has ended starts a new one. The
-    cycle's length is planned from the first epoch's number of training steps; an epoch
-    of another size re-plans the rest of the cycle as that many steps for each epoch left
-    (:class:`torch.optim.lr_scheduler.OneCycleLR` over the new total, continued from the
-    step reached), so epochs may grow or shrink as they go and the cycle still ends with
-    the last one. The peak rate is the net's ``lr``; the callback is inactive unless the
-    net's ``lr_schedule`` is ``"onecycle"``.
+    The schedule is the net's ``lr_schedule``: ``"onecycle"``
+    (:class:`torch.optim.lr_scheduler.OneCycleLR`) or ``"wsd"``
+    (:class:`~skseg.optim.WarmupStableDecayLR`), peaking at the net's ``lr`` and stepped
+    every batch; the callback is inactive for ``"constant"``.
+    :meth:`~skseg.SegNetSegmenter.fit` starts a schedule of ``max_epochs`` epochs; calls
+    of ``partial_fit(X, y, epochs=k)`` continue it, so fresh data can be streamed in
+    epoch by epoch under one schedule. A call after the schedule has ended starts a new
+    one. Its length is planned from the first epoch's number of training steps; an epoch
+    of another size re-plans the rest as that many steps for each epoch left (the same
+    schedule over the new total, continued from the step reached), so epochs may grow or
+    shrink as they go and the schedule still ends with the last one.
 
     Parameters
     ----------
     pct_start : float, default=0.2
-        Share of the steps spent warming up.
+        Share of the steps spent warming up in the one-cycle schedule.
+
+    warmup : float, default=0.1
+        Share of the steps spent warming up in the warmup-stable-decay schedule.
+
+    decay : float, default=0.3
+        Share of the steps spent decaying in the warmup-stable-decay schedule.
     """
 
-    def __init__(self, pct_start=0.2):
+    def __init__(self, pct_start=0.2, warmup=0.1, decay=0.3):
         self.pct_start = pct_start
+        self.warmup = warmup
+        self.decay = decay
 
     def initialize(self):
         self.scheduler_ = None
@@ -51,20 +63,29 @@ class OneCycle(Callback):
         return self
 
     def _scheduler(self, net, total_steps, step=0):
-        pct_start = self.pct_start
-        if pct_start * total_steps == 1:
-            # torch divides by zero when the warm-up would end exactly at step 0
-            pct_start *= 1 + 1e-6
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            net.optimizer_, max_lr=net.lr, total_steps=total_steps, pct_start=pct_start
-        )
+        if net.lr_schedule == "wsd":
+            scheduler = WarmupStableDecayLR(
+                net.optimizer_,
+                max_lr=net.lr,
+                total_steps=total_steps,
+                warmup=self.warmup,
+                decay=self.decay,
+            )
+        else:
+            pct_start = self.pct_start
+            if pct_start * total_steps == 1:
+                # torch divides by zero when the warm-up would end exactly at step 0
+                pct_start *= 1 + 1e-6
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                net.optimizer_, max_lr=net.lr, total_steps=total_steps, pct_start=pct_start
+            )
         if step:  # continue from `step`: set the rate (and momentum) of that step
             scheduler.last_epoch = step - 1
             scheduler.step()
         return scheduler
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
-        if net.lr_schedule != "onecycle":
+        if net.lr_schedule == "constant":
             return
         steps = max(1, math.ceil(len(dataset_train) / net.batch_size))
         scheduler = getattr(self, "scheduler_", None)

@@ -286,6 +286,7 @@ def recipe_model(args, **params):
         depth=args.depth,
         input_thresholds=args.input_thresholds,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         max_epochs=args.epochs,
         validation_fraction=args.validation_fraction,
         batch_size=args.batch_size,
@@ -467,6 +468,14 @@ def build_parser():
         type=_positive_float,
         default=5e-3,
         help="peak learning rate (of AdamW; Muon's is 16 times higher)",
+    )
+    train.add_argument(
+        "--lr-schedule",
+        choices=["wsd", "onecycle"],
+        default="wsd",
+        help="default wsd: warm up over a tenth of the steps, hold the peak, decay "
+        "linearly to zero over the last 30 %% (skseg.optim.WarmupStableDecayLR); "
+        "onecycle: torch's one-cycle schedule, the recipe before",
     )
     train.add_argument(
         "--test-time-shifts",

@@ -1,4 +1,5 @@
-"""Muon: orthogonalised momentum for convolution weights, AdamW for the other parameters."""
+"""Muon (orthogonalised momentum for convolution weights, AdamW for the rest) and a
+warmup-stable-decay learning-rate schedule."""
 
 import math
 from numbers import Integral
@@ -6,7 +7,7 @@ from numbers import Integral
 import torch
 from torch import nn
 
-__all__ = ["Muon", "muon_param_groups", "orthogonalize"]
+__all__ = ["Muon", "WarmupStableDecayLR", "muon_param_groups", "orthogonalize"]
 
 # coefficients of the quintic Newton-Schulz iteration of Muon (Jordan et al., 2024), tuned
 # to push all singular values into roughly [0.7, 1.2] in few steps
@@ -292,3 +293,117 @@ def muon_param_groups(module):
             (muon if id(param) in muon_ids else other).append(param)
     groups = [{"params": muon, "use_muon": True}, {"params": other, "use_muon": False}]
     return [group for group in groups if group["params"]]
+
+
+class WarmupStableDecayLR(torch.optim.lr_scheduler.LRScheduler):
+    r"""Warm up linearly, hold the peak rate, decay linearly to zero.
+
+    Over ``total_steps`` steps (``scheduler.step()`` once per batch), the rate of step
+    ``s`` is ``max_lr`` times
+
+    .. math::
+
+        \min\left(1,\; \frac{1}{d_f} + \left(1 - \frac{1}{d_f}\right)
+        \frac{s}{w T},\; \frac{T - s}{c T}\right)
+
+    with ``T = total_steps``, ``w = warmup``, ``c = decay`` and ``d_f = div_factor``:
+    from ``max_lr / div_factor`` up to ``max_lr`` over the first ``warmup`` share of the
+    steps, constant, and down to zero (reached one step after the last) over the last
+    ``decay`` share. Unlike :class:`torch.optim.lr_scheduler.OneCycleLR`, whose cosine
+    anneal spends its second half well below the peak, the rate stays at the peak
+    until the decay starts; the momentum is left as it is. The rate of every step is
+    computed from the step number alone, so setting ``last_epoch`` and calling
+    :meth:`step` continues the schedule from any step.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The optimizer whose ``lr`` to drive.
+
+    max_lr : float or list of float
+        Peak rate, one for all parameter groups or one per group.
+
+    total_steps : int
+        Steps of the schedule.
+
+    warmup : float, default=0.1
+        Share of the steps spent warming up.
+
+    decay : float, default=0.3
+        Share of the steps spent decaying; ``warmup + decay`` must not exceed 1.
+
+    div_factor : float, default=25.0
+        The first step's rate is ``max_lr / div_factor`` (as in ``OneCycleLR``).
+
+    last_epoch : int, default=-1
+        Index of the last step taken (``-1``: start).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skseg.optim import WarmupStableDecayLR
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    >>> scheduler = WarmupStableDecayLR(opt, max_lr=1.0, total_steps=10, warmup=0.2, decay=0.4)
+    >>> rates = []
+    >>> for _ in range(10):
+    ...     rates.append(round(opt.param_groups[0]["lr"], 2))
+    ...     opt.step()
+    ...     scheduler.step()
+    >>> rates
+    [0.04, 0.52, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        max_lr,
+        total_steps,
+        *,
+        warmup=0.1,
+        decay=0.3,
+        div_factor=25.0,
+        last_epoch=-1,
+    ):
+        for name, value, valid in [
+            ("total_steps", total_steps, isinstance(total_steps, Integral) and total_steps >= 1),
+            ("warmup", warmup, 0 <= warmup <= 1),
+            ("decay", decay, 0 <= decay <= 1 - warmup),
+            ("div_factor", div_factor, div_factor >= 1),
+        ]:
+            if not valid:
+                raise ValueError(f"invalid WarmupStableDecayLR parameter {name}={value!r}")
+        groups = optimizer.param_groups
+        max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * len(groups)
+        if len(max_lrs) != len(groups):
+            raise ValueError(f"max_lr has {len(max_lrs)} values for {len(groups)} parameter groups")
+        self.max_lrs = max_lrs
+        self.total_steps = int(total_steps)
+        self.warmup, self.decay, self.div_factor = warmup, decay, div_factor
+        if last_epoch == -1:  # the scheduler base class wants an initial rate per group
+            for group, peak in zip(groups, max_lrs):
+                group["initial_lr"] = peak
+        super().__init__(optimizer, last_epoch)
+
+    def factor(self, step):
+        """Share of the peak rate at ``step`` (0-based).
+
+        Parameters
+        ----------
+        step : int
+            Step number.
+
+        Returns
+        -------
+        float
+        """
+        total, start = self.total_steps, 1 / self.div_factor
+        rate = 1.0
+        if self.warmup > 0:
+            rate = min(rate, start + (1 - start) * step / (self.warmup * total))
+        if self.decay > 0:
+            rate = min(rate, (total - step) / (self.decay * total))
+        return max(rate, 0.0)
+
+    def get_lr(self):
+        """Rates of the current step (``last_epoch``), one per parameter group."""
+        return [peak * self.factor(self.last_epoch) for peak in self.max_lrs]

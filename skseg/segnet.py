@@ -15,7 +15,7 @@ from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
 from ._device import has_fast_bfloat16, resolve_device
-from ._skorch_callbacks import OneCycle, QuietProgressBar
+from ._skorch_callbacks import PlannedLRSchedule, QuietProgressBar
 from ._validation import check_integer_labels
 from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
@@ -108,7 +108,7 @@ class SegNetSegmenter(NeuralNet):
         (unless ``optimizer__ns_dtype`` is given).
 
     lr : float, default=3e-3
-        Learning rate (the peak rate of the one-cycle schedule).
+        Learning rate (the peak rate of ``lr_schedule``).
 
     max_epochs : int, default=10
         Passes over the training data.
@@ -125,11 +125,14 @@ class SegNetSegmenter(NeuralNet):
         :func:`skorch.helper.predefined_split`) that replaces ``validation_fraction``. It
         works on the encoded targets: indices into ``classes_``.
 
-    lr_schedule : {"onecycle", "constant"}, default="onecycle"
+    lr_schedule : {"onecycle", "wsd", "constant"}, default="onecycle"
         ``"onecycle"`` runs :class:`torch.optim.lr_scheduler.OneCycleLR` over
-        ``max_epochs`` epochs (stepped every batch). :meth:`fit` starts the cycle and
-        ``partial_fit(X, y, epochs=1)`` continues it, so a fresh training set can be fed
-        every epoch under one schedule. ``"constant"`` keeps ``lr``.
+        ``max_epochs`` epochs (stepped every batch); ``"wsd"`` runs
+        :class:`~skseg.optim.WarmupStableDecayLR` instead (a tenth of the steps warming
+        up, the last 30 % decaying linearly to zero, the peak rate in between).
+        :meth:`fit` starts the schedule and ``partial_fit(X, y, epochs=1)`` continues
+        it, so a fresh training set can be fed every epoch under one schedule.
+        ``"constant"`` keeps ``lr``.
 
     weight_decay : float, default=1e-4
         Decoupled weight decay of AdamW or Muon (other optimizers get none unless
@@ -284,9 +287,9 @@ class SegNetSegmenter(NeuralNet):
             raise ValueError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}"
             )
-        if self.lr_schedule not in ("onecycle", "constant"):
+        if self.lr_schedule not in ("onecycle", "wsd", "constant"):
             raise ValueError(
-                f"lr_schedule must be 'onecycle' or 'constant', got {self.lr_schedule!r}"
+                f"lr_schedule must be 'onecycle', 'wsd' or 'constant', got {self.lr_schedule!r}"
             )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
@@ -401,7 +404,7 @@ class SegNetSegmenter(NeuralNet):
     @property
     def _default_callbacks(self):
         callbacks = list(super()._default_callbacks)
-        callbacks.insert(0, ("lr_schedule", OneCycle()))
+        callbacks.insert(0, ("lr_schedule", PlannedLRSchedule()))
         callbacks.insert(-1, ("progress_bar", QuietProgressBar()))
         return callbacks
 
@@ -748,8 +751,9 @@ def fit_on_fresh_compositions(
 
     Every epoch composes its images (:func:`~skseg.datasets.make_multidigit_mnist`) and
     trains one epoch on them with ``partial_fit(X, y, epochs=1)``, which continues the
-    one-cycle schedule over all the epochs. Fresh compositions each epoch keep the network
-    from memorising one set of images; only one epoch's images are in memory at a time.
+    learning-rate schedule (``lr_schedule``) over all the epochs. Fresh compositions
+    each epoch keep the network from memorising one set of images; only one epoch's
+    images are in memory at a time.
     The classes are those of ``labels`` and the background, whichever the first epoch's
     images happen to hold. Each epoch's number of images is recorded in
     ``model.history`` as ``"n_images"``.
@@ -772,8 +776,8 @@ def fit_on_fresh_compositions(
     seconds : float, default=None
         Train for about this long: after each epoch, the epochs left are sized to end
         ``seconds`` after the start at the rate measured so far (composing, training and
-        validating all counted), at least one batch each; the one-cycle schedule re-plans
-        its steps accordingly. The sizes are then found in ``model.history[:,
+        validating all counted), at least one batch each; the learning-rate schedule
+        re-plans its steps accordingly. The sizes are then found in ``model.history[:,
         "n_images"]``, and passing them as ``n_images`` repeats the run exactly.
 
     random_state : int, default=0

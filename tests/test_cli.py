@@ -130,6 +130,12 @@ def test_recipe_model_takes_the_network_options():
     from skseg.cli import build_parser, recipe_model
 
     parse = build_parser().parse_args
-    assert recipe_model(parse(["train-segnet"])).input_thresholds == 4
-    model = recipe_model(parse(["train-segnet", "--input-thresholds", "0", "--width", "8"]))
-    assert (model.input_thresholds, model.width) == (0, 8)
+    default = recipe_model(parse(["train-segnet"]))
+    assert (default.input_thresholds, default.lr_schedule) == (4, "wsd")
+    model = recipe_model(
+        parse(
+            ["train-segnet", "--input-thresholds", "0", "--width", "8"]
+            + ["--lr-schedule", "onecycle"]
+        )
+    )
+    assert (model.input_thresholds, model.width, model.lr_schedule) == (0, 8, "onecycle")

@@ -9,7 +9,7 @@ from torch import nn
 
 from skseg import SegNetSegmenter
 from skseg.datasets import load_digits_standin, make_multidigit_mnist
-from skseg.optim import Muon, muon_param_groups, orthogonalize
+from skseg.optim import Muon, WarmupStableDecayLR, muon_param_groups, orthogonalize
 from skseg.segnet_model import SegNetLite
 
 
@@ -242,3 +242,80 @@ def test_bfloat16_iterations_stay_close_to_the_numpy_reference():
     expected = -_numpy_newton_schulz(grad.double().numpy().reshape(16, 72)).reshape(grad.shape)
     step = (param.detach() - weight).double().numpy()
     assert np.linalg.norm(step - expected) < 0.05 * np.linalg.norm(expected)
+
+
+def _wsd_reference(step, total, warmup, decay, div_factor):
+    # the schedule written out piece by piece: linear ramp, plateau, linear decay to 0
+    warmup_end, decay_start = warmup * total, total - decay * total
+    ramp = 1 / div_factor + (1 - 1 / div_factor) * step / warmup_end if warmup else 1.0
+    fall = (total - step) / (decay * total) if decay else 1.0
+    if step < warmup_end and step >= decay_start:  # the two overlap on short schedules
+        return max(0.0, min(ramp, fall))
+    if step < warmup_end:
+        return ramp
+    if step >= decay_start:
+        return max(0.0, fall)
+    return 1.0
+
+
+def _wsd_rates(scheduler, optimizer, steps):
+    rates = []
+    for _ in range(steps):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    return np.array(rates)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    total=st.integers(1, 300),
+    warmup=st.floats(0, 0.5),
+    decay=st.floats(0, 0.5),
+    div_factor=st.floats(1, 100),
+)
+def test_warmup_stable_decay_follows_its_formula(total, warmup, decay, div_factor):
+    params = [nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.SGD([{"params": params[:1]}, {"params": params[1:]}], lr=1.0)
+    scheduler = WarmupStableDecayLR(
+        optimizer, [0.1, 2.0], total, warmup=warmup, decay=decay, div_factor=div_factor
+    )
+    rates = _wsd_rates(scheduler, optimizer, total)
+    expected = [_wsd_reference(s, total, warmup, decay, div_factor) for s in range(total)]
+    np.testing.assert_allclose(rates, np.outer(expected, [0.1, 2.0]), rtol=1e-9, atol=1e-12)
+    assert (rates >= 0).all() and (rates <= [0.1, 2.0]).all()
+
+
+def test_warmup_stable_decay_continues_from_any_step():
+    def fresh():
+        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        return optimizer, WarmupStableDecayLR(optimizer, 3e-3, 40)
+
+    optimizer, scheduler = fresh()
+    whole = _wsd_rates(scheduler, optimizer, 40)
+    optimizer, scheduler = fresh()
+    optimizer.step()
+    scheduler.last_epoch = 24
+    scheduler.step()
+    np.testing.assert_allclose(_wsd_rates(scheduler, optimizer, 15), whole[25:])
+    # the peak is held until the decay's 12 steps, and the last step is a twelfth of it
+    np.testing.assert_allclose(whole[[4, 27], 0], 3e-3)
+    np.testing.assert_allclose(whole[-1, 0], 3e-3 / 12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"total_steps": 0}, "total_steps"),
+        ({"total_steps": 2.5}, "total_steps"),
+        ({"warmup": -0.1}, "warmup"),
+        ({"decay": 0.95}, "decay"),
+        ({"div_factor": 0.5}, "div_factor"),
+        ({"max_lr": [1.0, 2.0]}, "max_lr has 2 values for 1 parameter groups"),
+    ],
+)
+def test_warmup_stable_decay_names_invalid_parameters(kwargs, name):
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    kwargs = {"max_lr": 1.0, "total_steps": 10, **kwargs}
+    with pytest.raises(ValueError, match=name):
+        WarmupStableDecayLR(optimizer, **kwargs)

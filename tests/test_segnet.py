@@ -492,6 +492,33 @@ def test_one_cycle_re_plans_for_epochs_of_another_size(small_data):
     assert rates[-1] < 1e-4 * TINY["lr"]  # the cycle ends with the last epoch
 
 
+def test_warmup_stable_decay_spans_partial_fit_calls_and_re_plans(small_data):
+    X, y = small_data
+    batch = TINY["batch_size"]
+    model = SegNetSegmenter(
+        max_epochs=3,
+        lr_schedule="wsd",
+        validation_fraction=0,
+        callbacks=[("rates", _TrainingRates())],
+        **TINY,
+    )
+    model.fit(X[: 2 * batch], y[: 2 * batch], epochs=1)  # plans 3 x 2 steps
+    model.partial_fit(X[: 4 * batch], y[: 4 * batch], epochs=1)  # re-plans 2 + 2 x 4
+    model.partial_fit(X[: 4 * batch], y[: 4 * batch], epochs=1)
+    rates = dict(model.callbacks_)["rates"].rates
+    assert _scheduler(model).total_steps == len(rates) == 10
+    # 6 steps planned: warm-up from lr / 25 over 0.6 steps; then, re-planned as 10 steps,
+    # the peak until the last 3 steps, which fall linearly towards zero
+    expected = np.array([1 / 25, 1, 1, 1, 1, 1, 1, 1, 2 / 3, 1 / 3]) * TINY["lr"]
+    np.testing.assert_allclose(rates, expected)
+
+
+def test_unknown_lr_schedule_is_named(small_data):
+    X, y = small_data
+    with pytest.raises(ValueError, match="lr_schedule must be 'onecycle', 'wsd' or 'constant'"):
+        SegNetSegmenter(lr_schedule="cosine", **TINY).fit(X[:4], y[:4])
+
+
 def test_fresh_compositions_every_epoch(small_data):
     from skseg.segnet import fit_on_fresh_compositions
 
