@@ -43,6 +43,17 @@ def orthogonalize(matrix, steps=5, *, dtype=None):
     torch.Tensor of shape (m, n)
         The approximate polar factor, in the dtype of ``matrix``.
 
+    Notes
+    -----
+    Every step multiplies the (wide) matrix on the left by a polynomial in its Gram
+    matrix. Where one side is more than 1.5 times the other and the iteration runs in
+    float32 or float64, those polynomials are composed on the small Gram matrix and
+    applied to ``matrix`` once, which takes about half the arithmetic for the weights of
+    convolutions (whose columns are the input channels times the kernel size). The
+    result is the same iteration's to about 2e-3 of its largest entry: squaring the
+    spectrum costs some precision, far less than bfloat16 iterations differ by, which is
+    why bfloat16 iterations keep the direct form.
+
     Examples
     --------
     >>> import torch
@@ -54,16 +65,41 @@ def orthogonalize(matrix, steps=5, *, dtype=None):
     """
     if matrix.ndim != 2:
         raise ValueError(f"orthogonalize expects a 2-D tensor, got shape {tuple(matrix.shape)}")
-    a, b, c = _NS_COEFFICIENTS
     x = matrix.to(dtype or matrix.dtype)
     x = x / (x.norm() + 1e-7)
     transposed = x.shape[0] > x.shape[1]
     if transposed:  # iterate on the smaller Gram matrix
         x = x.T
-    for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
+    rows, cols = x.shape
+    if x.dtype in (torch.float32, torch.float64) and 2 * cols > 3 * rows:
+        x = _newton_schulz_in_gram_space(x, steps)
+    else:
+        a, b, c = _NS_COEFFICIENTS
+        for _ in range(steps):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
     return (x.T if transposed else x).to(matrix.dtype)
+
+
+def _newton_schulz_in_gram_space(x, steps):
+    # Each step multiplies x (m x n, m <= n) on the left by p(A) = a I + b A + c A^2 of
+    # its Gram matrix A = x x^T. Every p(A) is a polynomial in the first Gram matrix, so
+    # they all commute: after k steps x_k = Q_k x_0 and A_k = p(A_{k-1}) A_{k-1} p(A_{k-1}),
+    # all m x m. Iterating on those and multiplying x_0 once at the end costs
+    # 2 m^2 n + (4 steps - 3) m^3 multiply-adds instead of steps (2 m^2 n + m^3): about
+    # half for the weights of SegNetLite, whose rows are 2 to 18 times fewer than their
+    # columns. Rounding grows with the condition of A, so this runs in float32 or wider
+    # only (bfloat16 iterations take the direct form).
+    a, b, c = _NS_COEFFICIENTS
+    gram = x @ x.T
+    product = None
+    for step in range(steps):
+        poly = b * gram + c * gram @ gram
+        poly.diagonal().add_(a)
+        product = poly if product is None else poly @ product
+        if step < steps - 1:
+            gram = poly @ (poly @ gram)
+    return product @ x
 
 
 def _is_float_dtype(dtype):
