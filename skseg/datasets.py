@@ -415,9 +415,13 @@ def make_multidigit_mnist(
         counts[i] = k
         chosen[i, :k] = rng.randint(0, len(digits), size=k)
         offsets[i, :k] = rng.randint(0, image_size - 28 + 1, size=(k, 2))
-    scaled = digits.astype(np.float32) / 255.0
-    best = np.zeros((n_samples, image_size, image_size), dtype=np.float32)
-    y = np.full((n_samples, image_size, image_size), BACKGROUND, dtype=np.int64)
+    # compose in uint8: v / 255 is strictly increasing in v and v / 255 >= 0.5 exactly
+    # when v >= 128, so every comparison of the contract comes out as on the scaled
+    # intensities, and only the finished images are scaled (to the same float32 values)
+    ink = digits.astype(np.uint8, copy=False)
+    classes = labels.astype(np.uint8)
+    best = np.zeros((n_samples, image_size, image_size), dtype=np.uint8)
+    y = np.full((n_samples, image_size, image_size), BACKGROUND, dtype=np.uint8)
     span = np.arange(28)
     for slot in range(max_digits):
         images = np.flatnonzero(counts > slot)
@@ -426,13 +430,14 @@ def make_multidigit_mnist(
             offsets[images, slot, 0][:, None, None] + span[None, :, None],
             offsets[images, slot, 1][:, None, None] + span[None, None, :],
         )
-        digit = scaled[chosen[images, slot]]
-        higher = digit > best[window]  # strictly higher: the first drawn wins ties
-        label = np.where(digit >= 0.5, labels[chosen[images, slot]][:, None, None], BACKGROUND)
-        best[window] = np.where(higher, digit, best[window])
+        digit = ink[chosen[images, slot]]
+        under = best[window]
+        higher = digit > under  # strictly higher: the first drawn wins ties
+        label = np.where(digit >= 128, classes[chosen[images, slot]][:, None, None], BACKGROUND)
+        best[window] = np.where(higher, digit, under)
         y[window] = np.where(higher, label, y[window])
-    X = best[:, None]
-    return X, y
+    X = best[:, None].astype(np.float32) / 255.0
+    return X, y.astype(np.int64)
 
 
 def split_digits(n_digits, *, held_out_fraction=1 / 6, random_state=0):

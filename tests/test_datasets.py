@@ -155,14 +155,18 @@ def _compose_reference(digits, labels, n, image_size, max_digits, seed):
     return X, y
 
 
-def test_multidigit_composition_follows_the_contract():
+@pytest.mark.parametrize("grey_levels", [None, [0, 127, 128, 255]])
+def test_multidigit_composition_follows_the_contract(grey_levels):
     rng = np.random.default_rng(2)
     digits = (rng.random((6, 28, 28)) ** 3 * 255).astype(np.uint8)
+    if grey_levels is not None:  # ties between digits and both sides of the 0.5 boundary
+        digits = rng.choice(np.array(grey_levels, dtype=np.uint8), size=(6, 28, 28))
     labels = np.array([0, 1, 2, 3, 4, 5])
     X, y = make_multidigit_mnist(
         5, digits=digits, labels=labels, image_size=40, max_digits=3, random_state=7
     )
     X_ref, y_ref = _compose_reference(digits, labels, 5, 40, 3, 7)
+    assert X.dtype == np.float32 and y.dtype == np.int64
     np.testing.assert_allclose(X[:, 0], X_ref, atol=1e-7)
     np.testing.assert_array_equal(y, y_ref)
     X2, y2 = make_multidigit_mnist(
