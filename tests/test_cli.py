@@ -132,10 +132,12 @@ def test_recipe_model_takes_the_network_options():
     parse = build_parser().parse_args
     default = recipe_model(parse(["train-segnet"]))
     assert (default.input_thresholds, default.lr_schedule) == (4, "wsd")
+    assert default.top_block == "upsample"
     model = recipe_model(
         parse(
             ["train-segnet", "--input-thresholds", "0", "--width", "8"]
-            + ["--lr-schedule", "onecycle"]
+            + ["--lr-schedule", "onecycle", "--top-block", "unpool"]
         )
     )
     assert (model.input_thresholds, model.width, model.lr_schedule) == (0, 8, "onecycle")
+    assert model.top_block == "unpool"

@@ -53,7 +53,33 @@ def test_architecture_follows_segnet():
         net(torch.zeros(1, 1, 40, 40))
 
 
-def _functional_segnet(net, x, encoder_skip):
+def test_upsampled_top_block_leaves_out_the_full_resolution_decoder():
+    net = SegNetLite(width=32, depth=4, top_block="upsample")
+    dec = [block[0].out_channels for block in reversed(net.decoders)]
+    assert dec == [128, 64, 32]  # no decoder block at full resolution
+    assert (net.classifier.in_channels, net.skip.out_channels) == (32, 11)
+    full_resolution = Counter()  # layers whose output is 64 x 64
+
+    def count(module, args, out):
+        if (out[0] if isinstance(out, tuple) else out).shape[-1] == 64:
+            full_resolution[type(module)] += 1
+
+    for layer in net.modules():
+        if not list(layer.children()):
+            layer.register_forward_hook(count)
+    assert net(torch.zeros(2, 1, 64, 64)).shape == (2, 11, 64, 64)
+    # the first encoder block and the input skip (its soft steps, its 1x1 convolution)
+    assert full_resolution == {
+        torch.nn.Conv2d: 2,
+        torch.nn.BatchNorm2d: 1,
+        torch.nn.ReLU: 1,
+        IntensityThresholds: 1,
+    }
+    with pytest.raises(ValueError, match="top_block must be 'unpool' or 'upsample'"):
+        SegNetLite(top_block="bilinear")
+
+
+def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
     """SegNetLite's forward pass in eval mode, written out with torch.nn.functional."""
 
     def block(layers, x):
@@ -68,25 +94,42 @@ def _functional_segnet(net, x, encoder_skip):
         features.append(x)
         x, idx = F.max_pool2d(x, 2, return_indices=True)
         indices.append(idx)
-    for level in reversed(range(len(net.encoders))):
+    def pixel_scores(image):  # the input skip: the image and its soft steps, 1x1 conv
+        inputs = [image]
+        if net.thresholds is not None:  # one soft step per threshold
+            t, g = net.thresholds.thresholds, net.thresholds.log_gains.exp()
+            inputs += [torch.sigmoid(g[k] * (image - t[k])) for k in range(len(t))]
+        return F.conv2d(torch.cat(inputs, dim=1), net.skip.weight, net.skip.bias)
+
+    upsample = top_block == "upsample"
+    decoders = iter(reversed(net.decoders))
+    for level in reversed(range(int(upsample), len(net.encoders))):
         x = F.max_unpool2d(x, indices[level], 2)
         if level == 0:
-            inputs = [image]
-            if net.thresholds is not None:  # one soft step per threshold
-                t, g = net.thresholds.thresholds, net.thresholds.log_gains.exp()
-                inputs += [torch.sigmoid(g[k] * (image - t[k])) for k in range(len(t))]
-            x = x + F.conv2d(torch.cat(inputs, dim=1), net.skip.weight, net.skip.bias)
+            x = x + pixel_scores(image)
         elif encoder_skip:
             x = x + features[level]
-        x = block(net.decoders[level], x)
-    return F.conv2d(x, net.classifier.weight, net.classifier.bias)
+        x = block(next(decoders), x)
+    scores = F.conv2d(x, net.classifier.weight, net.classifier.bias)
+    if upsample:  # half-resolution scores, bilinearly doubled, plus the pixels' own
+        scores = F.interpolate(scores, scale_factor=2, mode="bilinear", align_corners=False)
+        scores = scores + pixel_scores(image)
+    return scores
 
 
-@pytest.mark.parametrize("encoder_skip, input_thresholds", [(True, 4), (False, 0), (True, 2)])
-def test_forward_matches_a_functional_reference(encoder_skip, input_thresholds):
+@pytest.mark.parametrize(
+    "encoder_skip, input_thresholds, top_block",
+    [(True, 4, "unpool"), (False, 0, "unpool"), (True, 2, "unpool"), (True, 4, "upsample"),
+     (False, 0, "upsample")],
+)
+def test_forward_matches_a_functional_reference(encoder_skip, input_thresholds, top_block):
     torch.manual_seed(0)
     net = SegNetLite(
-        width=4, depth=3, encoder_skip=encoder_skip, input_thresholds=input_thresholds
+        width=4,
+        depth=3,
+        encoder_skip=encoder_skip,
+        input_thresholds=input_thresholds,
+        top_block=top_block,
     ).eval()
     for module in net.modules():  # stored statistics that are not the identity
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -94,7 +137,8 @@ def test_forward_matches_a_functional_reference(encoder_skip, input_thresholds):
             module.running_var.uniform_(0.5, 2.0)
     x = torch.rand(2, 1, 16, 24)
     with torch.no_grad():
-        torch.testing.assert_close(net(x), _functional_segnet(net, x, encoder_skip))
+        expected = _functional_segnet(net, x, encoder_skip, top_block)
+        torch.testing.assert_close(net(x), expected)
 
 
 def test_unpooling_stays_in_bfloat16_under_autocast():
@@ -154,9 +198,10 @@ def test_intensity_thresholds_learn_a_boundary_between_adjacent_grey_levels():
     assert _fit_grey_level_boundary(0)[0] < 0.6
 
 
-def test_training_lowers_the_loss_and_beats_chance(small_data):
+@pytest.mark.parametrize("top_block", ["unpool", "upsample"])
+def test_training_lowers_the_loss_and_beats_chance(small_data, top_block):
     X, y = small_data
-    params = {**TINY, "width": 8}
+    params = {**TINY, "width": 8, "top_block": top_block}
     seg = SegNetSegmenter(max_epochs=8, validation_fraction=0.25, **params).fit(X, y)
     train_loss = seg.history[:, "train_loss"]
     assert train_loss[-1] < 0.7 * train_loss[0]
@@ -331,13 +376,15 @@ def test_cuda_training(small_data):
 
 def test_save_and_load_round_trip_without_code(small_data, tmp_path):
     X, y = small_data
-    seg = SegNetSegmenter(max_epochs=1, encoder_skip=False, test_time_shifts=2, **TINY)
+    seg = SegNetSegmenter(
+        max_epochs=1, encoder_skip=False, test_time_shifts=2, top_block="upsample", **TINY
+    )
     seg.fit(X, y)
     path = tmp_path / "model.pt"
     seg.save(path)
     loaded = SegNetSegmenter.load(path)
     np.testing.assert_array_equal(loaded.predict(X[:5]), seg.predict(X[:5]))
-    assert (loaded.width, loaded.depth) == (4, 2)
+    assert (loaded.width, loaded.depth, loaded.top_block) == (4, 2, "upsample")
     assert loaded.encoder_skip is False and loaded.test_time_shifts == 2
     # a file that needs code to unpickle is refused
     evil = tmp_path / "evil.pt"
