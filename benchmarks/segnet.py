@@ -1,7 +1,8 @@
 """SegNet benchmark: training and inference throughput, and held-out mIoU over time.
 
 Part 1 times training steps and inference of SegNetLite (width 32, depth 4, 64 x 64
-images, batch 32) in float32 and bf16 autocast, with and without channels-last, on the
+images, batch 32) with SegNet's top decoder block and with upsampled class scores
+(``top_block``), in float32 and bf16 autocast, with and without channels-last, on the
 CPU and, when torch sees one, on the CUDA GPU; then the optimizer steps of AdamW and
 Muon (its Newton-Schulz iterations in float32 and in bfloat16) against the forward and
 backward pass of a batch of 16 (float32, channels-last).
@@ -35,10 +36,10 @@ from skseg.optim import Muon, muon_param_groups
 from skseg.segnet_model import SegNetLite
 
 
-def _network_and_batch(device, batch, channels_last):
-    """The default SegNetLite, a random batch of 64 x 64 images and labels, and a sync."""
+def _network_and_batch(device, batch, channels_last, top_block="upsample"):
+    """SegNetLite of the recipe, a random batch of 64 x 64 images and labels, and a sync."""
     torch.manual_seed(0)
-    net = SegNetLite().to(device)
+    net = SegNetLite(top_block=top_block).to(device)
     x = torch.rand(batch, 1, 64, 64, device=device)
     y = torch.randint(0, 11, (batch, 64, 64), device=device)
     if channels_last:
@@ -49,8 +50,8 @@ def _network_and_batch(device, batch, channels_last):
     return net, x, y, sync
 
 
-def throughput(channels_last, bf16, device="cpu", seconds=8.0, batch=32):
-    net, x, y, sync = _network_and_batch(device, batch, channels_last)
+def throughput(channels_last, bf16, top_block, device="cpu", seconds=8.0, batch=32):
+    net, x, y, sync = _network_and_batch(device, batch, channels_last, top_block)
     opt = torch.optim.AdamW(net.parameters(), 1e-3)
     loss_fn = CrossEntropy2D()
 
@@ -142,17 +143,18 @@ def main():
             name = torch.cuda.get_device_name()
         native = "native" if has_fast_bfloat16(device) else "emulated"
         print(f"{name}, torch {torch.__version__}, bfloat16 {native}\n")
-        print("| memory format | precision | training (img/s) | inference (img/s) |")
-        print("|---|---|---|---|")
-        for channels_last in (False, True):
-            for bf16 in (False, True):
-                train_rate, infer_rate = throughput(channels_last, bf16, device)
-                print(
-                    f"| {'channels-last' if channels_last else 'contiguous'} | "
-                    f"{'bf16 autocast' if bf16 else 'float32'} | {train_rate:.0f} | "
-                    f"{infer_rate:.0f} |",
-                    flush=True,
-                )
+        print("| top block | memory format | precision | training (img/s) | inference (img/s) |")
+        print("|---|---|---|---|---|")
+        for top_block in ("unpool", "upsample"):
+            for channels_last in (False, True):
+                for bf16 in (False, True):
+                    train_rate, infer_rate = throughput(channels_last, bf16, top_block, device)
+                    print(
+                        f"| {top_block} | {'channels-last' if channels_last else 'contiguous'} "
+                        f"| {'bf16 autocast' if bf16 else 'float32'} | {train_rate:.0f} | "
+                        f"{infer_rate:.0f} |",
+                        flush=True,
+                    )
         print()
         print("| optimizer | forward + backward, batch 16 (ms) | optimizer step (ms) |")
         print("|---|---|---|")

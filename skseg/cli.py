@@ -52,9 +52,11 @@ def _segment(args):
 
 
 def _train_segnet(args):
+    from ._memory import keep_freed_memory
     from .metrics import iou_per_class
 
     start = time.perf_counter()
+    keep_freed_memory()  # no page faults for the activations freed and taken every step
     if isinstance(args.n_train, list) and len(args.n_train) != args.epochs:
         raise ValueError(
             f"--n-train gives the images of {len(args.n_train)} epochs, --epochs asks for "

@@ -297,9 +297,7 @@ class SegNetSegmenter(NeuralNet):
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}"
             )
         if self.top_block not in ("unpool", "upsample"):
-            raise ValueError(
-                f"top_block must be 'unpool' or 'upsample', got {self.top_block!r}"
-            )
+            raise ValueError(f"top_block must be 'unpool' or 'upsample', got {self.top_block!r}")
         if self.lr_schedule not in ("onecycle", "wsd", "constant"):
             raise ValueError(
                 f"lr_schedule must be 'onecycle', 'wsd' or 'constant', got {self.lr_schedule!r}"

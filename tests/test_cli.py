@@ -85,10 +85,15 @@ def _train_args(data_home, out, size=("--n-train", "40")):
     ]
 
 
-def test_train_segnet_on_the_offline_standin(tmp_path, capsys):
+def test_train_segnet_on_the_offline_standin(tmp_path, capsys, monkeypatch):
+    import skseg._memory
+
+    calls = []
+    monkeypatch.setattr(skseg._memory, "keep_freed_memory", lambda: calls.append(True))
     out = tmp_path / "model.pt"
     with pytest.warns(StandInWarning):
         assert main(_train_args(tmp_path, out)) == 0
+    assert calls == [True]  # the command keeps freed memory for the next training step
     printed = capsys.readouterr().out
     assert "held-out mean IoU" in printed and "per-class IoU" in printed
     assert SegNetSegmenter.load(out).predict(np.zeros((1, 64, 64))).shape == (1, 64, 64)

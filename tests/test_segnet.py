@@ -94,6 +94,7 @@ def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
         features.append(x)
         x, idx = F.max_pool2d(x, 2, return_indices=True)
         indices.append(idx)
+
     def pixel_scores(image):  # the input skip: the image and its soft steps, 1x1 conv
         inputs = [image]
         if net.thresholds is not None:  # one soft step per threshold
@@ -119,8 +120,13 @@ def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
 
 @pytest.mark.parametrize(
     "encoder_skip, input_thresholds, top_block",
-    [(True, 4, "unpool"), (False, 0, "unpool"), (True, 2, "unpool"), (True, 4, "upsample"),
-     (False, 0, "upsample")],
+    [
+        (True, 4, "unpool"),
+        (False, 0, "unpool"),
+        (True, 2, "unpool"),
+        (True, 4, "upsample"),
+        (False, 0, "upsample"),
+    ],
 )
 def test_forward_matches_a_functional_reference(encoder_skip, input_thresholds, top_block):
     torch.manual_seed(0)
