@@ -457,7 +457,7 @@ def build_parser():
         choices=["upsample", "unpool"],
         default="upsample",
         help="default upsample: class scores at half resolution, upsampled, plus per-pixel "
-        "scores from the input skip (trains about 1.6x the images per second); unpool: "
+        "scores from the input skip (trains about 1.5x the images per second); unpool: "
         "SegNet's decoder block at full resolution, the recipe before",
     )
     train.add_argument(

@@ -566,6 +566,12 @@ def test_warmup_stable_decay_spans_partial_fit_calls_and_re_plans(small_data):
     np.testing.assert_allclose(rates, expected)
 
 
+def test_unknown_top_block_is_named(small_data):
+    X, y = small_data
+    with pytest.raises(ValueError, match="top_block must be 'unpool' or 'upsample'"):
+        SegNetSegmenter(top_block="nearest", **TINY).fit(X[:4], y[:4])
+
+
 def test_unknown_lr_schedule_is_named(small_data):
     X, y = small_data
     with pytest.raises(ValueError, match="lr_schedule must be 'onecycle', 'wsd' or 'constant'"):
