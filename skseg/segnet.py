@@ -20,7 +20,7 @@ from ._validation import check_integer_labels
 from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
 from .optim import Muon, muon_param_groups
-from .segnet_model import SegNetLite
+from .segnet_model import TOP_BLOCKS, SegNetLite
 
 __all__ = [
     "SegNetSegmenter",
@@ -296,7 +296,7 @@ class SegNetSegmenter(NeuralNet):
             raise ValueError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}"
             )
-        if self.top_block not in ("unpool", "upsample"):
+        if self.top_block not in TOP_BLOCKS:
             raise ValueError(f"top_block must be 'unpool' or 'upsample', got {self.top_block!r}")
         if self.lr_schedule not in ("onecycle", "wsd", "constant"):
             raise ValueError(

@@ -8,6 +8,9 @@ from torch import nn
 
 __all__ = ["IntensityThresholds", "SegNetLite"]
 
+# the ways SegNetLite's decoder reaches full resolution (see its ``top_block``)
+TOP_BLOCKS = ("unpool", "upsample")
+
 
 def _conv_bn_relu(in_channels, out_channels, n_convs=1):
     layers = []
@@ -172,7 +175,7 @@ class SegNetLite(nn.Module):
         top_block="unpool",
     ):
         super().__init__()
-        if top_block not in ("unpool", "upsample"):
+        if top_block not in TOP_BLOCKS:
             raise ValueError(f"top_block must be 'unpool' or 'upsample', got {top_block!r}")
         self.depth = depth
         self.encoder_skip = encoder_skip
