@@ -1,24 +1,29 @@
-"""Batched torch backend for Gaussian mean-shift.
+"""Numerical engine of Gaussian mean-shift: k-d leaves, error-bounded pruning, kernels.
 
-The public estimator lives in :mod:`skseg.mean_shift`; this module holds the numerical
-engine. Everything here works in *scaled* coordinates ``y = (x - c) / (bandwidth * sqrt(2))``
-so that the Gaussian weight of a pair is simply ``exp(-||y_i - y_j||**2)``.
+The public estimator lives in :mod:`skseg.mean_shift`. Everything here works in *scaled*
+coordinates ``y = (x - c) / (bandwidth * sqrt(2))``, so that the Gaussian weight of a pair
+is simply ``exp(-||y_i - y_j||**2)``.
 
-Three exact reductions of work make it fast without changing the answer beyond float
-resolution (see :class:`~skseg.MeanShiftSegmenter` for the write-up):
+One step of mean-shift moves every query to the Gaussian-weighted mean of the sources.
+Three reductions of work make that fast while keeping the answer within a stated
+tolerance of the exact step:
 
 1. **Multiplicities.** Exactly equal inputs are one point with weight ``k``, and points
-   whose positions agree to within ``merge_tol`` (they have collapsed together) are merged
-   into one weighted point. A blurring step moves coincident points identically, so they
-   never separate again.
-2. **Pruning.** Points are ordered along a k-d tree (leaves of ``LEAF_SIZE`` points); a
-   block of queries only meets the source leaves whose bounding boxes come closer than
-   ``sqrt(cutoff)``. Every skipped pair
-   has weight ``< exp(-cutoff)``, and ``cutoff`` is chosen so that all skipped weight
-   together moves no point by more than ``1e-7`` times the data diameter.
-3. **Blocking.** The ``n x n`` weight matrix is never built: one ``batch_size x chunk``
-   block at a time is formed by a single matrix product (squared distance expanded with the
-   log-multiplicity folded in), exponentiated in place and reduced by a second product.
+   whose positions agree to within :func:`merge_tolerance` (they have collapsed together)
+   are merged into one weighted point. A blurring step moves coincident points
+   identically, so they never separate again.
+2. **Error-bounded pruning.** Points are ordered along a k-d tree (leaves of
+   ``LEAF_SIZE`` points). For every query leaf, :func:`leaf_lists` keeps the source
+   leaves it must meet and skips the rest, choosing the skipped leaves so that their
+   weight, bounded with the leaves' boxes, moves no query by more than
+   :func:`prune_tolerance` (``1e-3`` bandwidths per step in float32, ``1e-11`` in
+   float64). Dense regions, whose points carry much weight of their own, therefore meet
+   fewer leaves than isolated points.
+3. **Fused kernels.** On the CPU, :mod:`skseg._mean_shift_kernels` evaluates each
+   listed leaf pair in registers (distance, exponential and sums in one pass). Elsewhere
+   (CUDA, or more than five features) :func:`weighted_means_torch` forms one
+   ``rows x columns`` block of exponents at a time by a matrix product and reduces it by
+   a second one; the ``n x n`` weight matrix is never built.
 """
 
 from __future__ import annotations
@@ -28,31 +33,29 @@ import math
 import numpy as np
 import torch
 
-#: relative resolution the pruning guarantees: the weight left out moves a point by at most
-#: this fraction of the data diameter (well below float32 resolution of the coordinates).
-PRUNE_RELATIVE_ERROR = 1e-7
-#: most source columns in one block; bounds memory at ``batch_size * MAX_COLUMNS`` floats
-MAX_COLUMNS = 65536
-#: smallest exponent kept; exp(-87) is still a normal float32, so exponentials stay on
-#: the fast vectorised path and the clipped weights are below any resolution we report
+from . import _mean_shift_kernels as kernels
+
+#: most source columns in one block of the torch kernel; bounds its memory at
+#: ``batch_size * MAX_COLUMNS`` floats
+MAX_COLUMNS = 8192
+#: smallest exponent kept by the torch kernel; exp(-87) is still a normal float32
 MIN_EXPONENT = -87.0
 LEAF_SIZE = 128
+#: query leaves whose lists are built together; bounds the pruning's memory at
+#: ``LIST_BLOCK x n_leaves`` floats
+LIST_BLOCK = 64
 
 
-def prune_cutoff(total_weight, *, standard=False):
-    """Exponent cutoff ``T``: pairs with ``||y_i - y_j||**2 >= T`` are skipped.
+def prune_tolerance(dtype):
+    """Largest move, in scaled units, that pruning may cause a point in one step.
 
-    The weight of all skipped pairs of one point is at most ``total_weight * exp(-T)``;
-    relative to the point's own weight (at least 1 in the blurring algorithm, where each
-    point is its own source), this moves the weighted mean by at most
-    ``PRUNE_RELATIVE_ERROR`` times the data diameter. The standard algorithm's queries are
-    not sources, so their kept weight is only guaranteed to be at least ``1e-3``; the cutoff
-    is raised accordingly.
+    ``1e-3`` bandwidths in float32 (20 steps stay within ``0.02`` bandwidths, ``0.05``
+    Lab units at the default bandwidth of 2.5) and ``1e-11`` bandwidths in float64, far
+    below what either precision resolves in a comparison with a float64 reference. One
+    bandwidth is ``1 / sqrt(2)`` scaled units.
     """
-    cutoff = math.log(max(total_weight, 1.0)) - math.log(PRUNE_RELATIVE_ERROR)
-    if standard:
-        cutoff += math.log(1e3)
-    return cutoff
+    relative = 1e-3 if dtype == torch.float32 else 1e-11
+    return relative / math.sqrt(2.0)
 
 
 def kd_leaves(points, leaf_size=LEAF_SIZE):
@@ -91,33 +94,93 @@ def _leaf_boxes(sorted_points, starts):
     return lo, hi
 
 
-def _box_gaps(q_lo, q_hi, s_lo, s_hi):
-    """Squared smallest distance between every query box and every source box.
+def _box_distances(q_lo, q_hi, s_lo, s_hi):
+    """Squared smallest and largest distance between every query box and every source box.
 
     Called for one block of query leaves at a time, so that the ``n_query x n_source``
-    array stays ``batch_size / LEAF_SIZE`` rows high whatever the number of points.
+    arrays stay ``LIST_BLOCK`` rows high whatever the number of points.
     """
-    total = np.zeros((len(q_lo), len(s_lo)))
+    near = np.zeros((len(q_lo), len(s_lo)))
+    far = np.zeros_like(near)
     for k in range(q_lo.shape[1]):  # one feature at a time keeps memory at n_q x n_s
-        gap = np.maximum(s_lo[None, :, k] - q_hi[:, None, k], q_lo[:, None, k] - s_hi[None, :, k])
-        total += np.maximum(gap, 0.0) ** 2
-    return total
+        below = s_lo[None, :, k] - q_hi[:, None, k]
+        above = q_lo[:, None, k] - s_hi[None, :, k]
+        near += np.maximum(np.maximum(below, above), 0.0) ** 2
+        far += np.maximum(s_hi[None, :, k] - q_lo[:, None, k], q_hi[:, None, k] - s_lo[None, :, k]) ** 2
+    return near, far
 
 
-class _Sources:
-    """Source points sorted along their k-d tree, with per-leaf bounding boxes."""
+class _Tree:
+    """Points sorted along their k-d tree, with per-leaf bounding boxes and weights."""
 
-    def __init__(self, points, weights, leaf_size):
+    def __init__(self, points, weights):
         points_np = points.detach().cpu().numpy()
-        order, self.starts = kd_leaves(points_np, leaf_size)
+        order, self.starts = kd_leaves(points_np, LEAF_SIZE)
         self.lo, self.hi = _leaf_boxes(points_np[order], self.starts)
-        self.leaf_of_row = np.repeat(np.arange(len(self.starts) - 1), np.diff(self.starts))
+        weights_np = weights.detach().cpu().numpy()[order].astype(np.float64)
+        self.weight = np.add.reduceat(weights_np, self.starts[:-1])
+        self.min_weight = np.minimum.reduceat(weights_np, self.starts[:-1])
         self.order = torch.as_tensor(order, device=points.device)
         self.points = points[self.order]
         self.log_weights = torch.log(weights[self.order])
 
+    def __len__(self):
+        return len(self.starts) - 1
 
-def weighted_means(queries, sources, weights, cutoff, batch_size, *, same=False):
+
+def leaf_lists(queries, sources, tolerance, *, own_weight=True):
+    """Source leaves every query leaf must meet for a step accurate to ``tolerance``.
+
+    For a query ``q`` of leaf ``Q`` and a skipped source leaf ``S`` of total weight
+    ``W_S``, the left-out weight is at most ``W_S exp(-gap(Q, S)**2)``, and it would pull
+    the weighted mean by at most ``far(Q, S) + reach(Q)`` (the distance to the farthest
+    point of ``S`` plus the farthest any source lies from ``Q``, which bounds the kept
+    mean). Divided by a lower bound on ``q``'s total weight, ``sum_S W_S exp(-far(Q,
+    S)**2)`` (and its own weight when queries are sources), this bounds the move the
+    skipped leaves cause. Leaves are skipped in order of increasing bound for as long as
+    the bounds add up to at most ``tolerance``; the leaf of the largest bound is always
+    kept.
+
+    Parameters
+    ----------
+    queries, sources : _Tree
+    tolerance : float
+        Largest move in scaled units; see :func:`prune_tolerance`.
+    own_weight : bool, default=True
+        Queries are sources too (the blurring algorithm): each query's total weight is at
+        least its own.
+
+    Returns
+    -------
+    ptr : ndarray of shape (n_query_leaves + 1,)
+    leaves : ndarray
+        Query leaf ``i`` meets the source leaves ``leaves[ptr[i]:ptr[i + 1]]``.
+    """
+    counts, chunks = [], []
+    for first in range(0, len(queries), LIST_BLOCK):
+        rows = slice(first, min(first + LIST_BLOCK, len(queries)))
+        near2, far2 = _box_distances(queries.lo[rows], queries.hi[rows], sources.lo, sources.hi)
+        far = np.sqrt(far2)
+        floor = sources.weight * np.exp(-far2)
+        total_floor = floor.sum(axis=1)
+        if own_weight:
+            total_floor = np.maximum(total_floor, queries.min_weight[rows])
+        bound = sources.weight * np.exp(-near2) * (far + far.max(axis=1, keepdims=True))
+        order = np.argsort(bound, axis=1, kind="stable")
+        running = np.cumsum(np.take_along_axis(bound, order, axis=1), axis=1)
+        n_skipped = (running <= tolerance * total_floor[:, None]).sum(axis=1)
+        # the leaf of the largest bound always stays: a mean needs some weight
+        n_skipped = np.minimum(n_skipped, len(sources) - 1)
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
+        row, column = np.nonzero(rank >= n_skipped[:, None])
+        counts.append(np.bincount(row, minlength=rows.stop - rows.start))
+        chunks.append(column)
+    ptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    return ptr, np.concatenate(chunks)
+
+
+def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=False):
     """Gaussian-weighted mean of ``sources`` seen from every row of ``queries``.
 
     Parameters
@@ -128,61 +191,75 @@ def weighted_means(queries, sources, weights, cutoff, batch_size, *, same=False)
         Scaled source positions.
     weights : Tensor of shape (m,)
         Multiplicity of each source (positive).
-    cutoff : float
-        Pairs with squared scaled distance ``>= cutoff`` are skipped (see
-        :func:`prune_cutoff`).
+    tolerance : float
+        Largest move, in scaled units, that pruning may cause (see
+        :func:`prune_tolerance`).
     batch_size : int
-        Query rows per block.
+        Query rows per block of the torch kernel.
     same : bool
         ``queries`` and ``sources`` are the same points (blurring step): one tree serves both.
 
     Returns
     -------
     Tensor of shape (n, d)
-        ``sum_j w_j exp(-|q_i - s_j|^2) s_j / sum_j w_j exp(-|q_i - s_j|^2)``.
+        ``sum_j w_j exp(-|q_i - s_j|^2) s_j / sum_j w_j exp(-|q_i - s_j|^2)``, up to the
+        pruning's tolerance.
     """
-    src = _Sources(sources, weights, LEAF_SIZE)
+    src = _Tree(sources, weights)
     if same:
-        q_order_t = src.order
-        q_points = src.points
-        q_starts, q_lo, q_hi = src.starts, src.lo, src.hi
+        qry = src
     else:
-        q_np = queries.detach().cpu().numpy()
-        q_order, q_starts = kd_leaves(q_np, LEAF_SIZE)
-        q_lo, q_hi = _leaf_boxes(q_np[q_order], q_starts)
-        q_order_t = torch.as_tensor(q_order, device=queries.device)
-        q_points = queries[q_order_t]
+        qry = _Tree(queries, torch.ones(len(queries), dtype=queries.dtype, device=queries.device))
+    ptr, leaves = leaf_lists(qry, src, tolerance, own_weight=same)
+    if queries.device.type == "cpu" and queries.shape[1] <= kernels.MAX_FEATURES:
+        out = torch.from_numpy(
+            kernels.leaf_list_means(
+                qry.points.numpy(),
+                qry.starts,
+                src.points.numpy(),
+                src.log_weights.numpy(),
+                src.starts,
+                ptr,
+                leaves,
+            )
+        )
+    else:
+        out = weighted_means_torch(qry, src, ptr, leaves, batch_size)
+    result = torch.empty_like(out)
+    result[qry.order] = out
+    return result
 
+
+def weighted_means_torch(qry, src, ptr, leaves, batch_size):
+    """The listed leaf pairs by blocked matrix products (any device, any dimension).
+
+    A block of query leaves meets the union of their listed source leaves. The exponent
+    ``-|q - s|^2 + log w_s`` of a ``rows x columns`` block comes from one product of
+    augmented coordinates centred on the block, is exponentiated in place and reduced by
+    a second product.
+    """
+    q_points, q_starts = qry.points, qry.starts
     n, d = q_points.shape
     dtype, device = q_points.dtype, q_points.device
     out = torch.empty_like(q_points)
     leaves_per_block = max(1, batch_size // LEAF_SIZE)
-    n_leaves = len(q_starts) - 1
     ones = torch.ones(1, 1, dtype=dtype, device=device)
-    for first in range(0, n_leaves, leaves_per_block):
-        last = min(first + leaves_per_block, n_leaves)
+    leaf_of_row = np.repeat(np.arange(len(src)), np.diff(src.starts))
+    for first in range(0, len(qry), leaves_per_block):
+        last = min(first + leaves_per_block, len(qry))
         rows = slice(int(q_starts[first]), int(q_starts[last]))
         q = q_points[rows]
         centre = q.mean(dim=0, keepdim=True)
         qc = q - centre
         lhs = torch.cat([2.0 * qc, ones.expand(len(qc), 1), -(qc * qc).sum(1, keepdim=True)], dim=1)
-        # the block's leaves against every source leaf: memory linear in the points
-        gaps = _box_gaps(q_lo[first:last], q_hi[first:last], src.lo, src.hi)
-        kept_leaves = (gaps < cutoff).any(axis=0)
-        if kept_leaves.all():
-            columns = None
-            n_cols = len(src.points)
-        else:
-            columns = torch.as_tensor(np.flatnonzero(kept_leaves[src.leaf_of_row]), device=device)
-            n_cols = len(columns)
+        kept_leaves = np.zeros(len(src), dtype=bool)
+        kept_leaves[leaves[ptr[first] : ptr[last]]] = True
+        columns = torch.as_tensor(np.flatnonzero(kept_leaves[leaf_of_row]), device=device)
         acc = torch.zeros(len(q), d + 1, dtype=dtype, device=device)
-        for c0 in range(0, n_cols, MAX_COLUMNS):
-            c1 = min(c0 + MAX_COLUMNS, n_cols)
-            if columns is None:
-                s, logw = src.points[c0:c1], src.log_weights[c0:c1]
-            else:
-                s, logw = src.points[columns[c0:c1]], src.log_weights[columns[c0:c1]]
-            sc = s - centre
+        for c0 in range(0, len(columns), MAX_COLUMNS):
+            cols = columns[c0 : c0 + MAX_COLUMNS]
+            sc = src.points[cols] - centre
+            logw = src.log_weights[cols]
             rhs = torch.cat(
                 [sc, (logw - (sc * sc).sum(1))[:, None], ones.expand(len(sc), 1)], dim=1
             )
@@ -190,9 +267,7 @@ def weighted_means(queries, sources, weights, cutoff, batch_size, *, same=False)
             block.clamp_(min=MIN_EXPONENT).exp_()
             acc += block @ torch.cat([sc, ones.expand(len(sc), 1)], dim=1)
         out[rows] = centre + acc[:, :d] / acc[:, d:]
-    result = torch.empty_like(out)
-    result[q_order_t] = out
-    return result
+    return out
 
 
 def merge_coincident(points, weights, inverse, tol):
@@ -265,16 +340,16 @@ def run_mean_shift(
     points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
     weights = torch.as_tensor(counts, dtype=dtype, device=device)
     standard = algorithm == "standard"
-    cutoff = prune_cutoff(len(X), standard=standard)
+    tolerance = prune_tolerance(dtype)
     merge_tol = merge_tolerance(dtype)
     if standard:
         sources, source_weights = points, weights
     n_iter = 0
     for step in range(max_iter):
         if standard:
-            new = weighted_means(points, sources, source_weights, cutoff, batch_size)
+            new = weighted_means(points, sources, source_weights, tolerance, batch_size)
         else:
-            new = weighted_means(points, points, weights, cutoff, batch_size, same=True)
+            new = weighted_means(points, points, weights, tolerance, batch_size, same=True)
         shift = torch.linalg.vector_norm(new - points, dim=1).max().item() * scale
         points = new
         n_iter = step + 1

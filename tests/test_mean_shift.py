@@ -45,55 +45,91 @@ def test_standard_matches_reference(coffee_lab_small):
     np.testing.assert_allclose(ms32.shifted_points_, expected, rtol=0, atol=1e-3)
 
 
-def test_pruned_blocks_match_dense_weighted_means():
-    # far-apart clusters in 2-D: most block pairs are pruned, results must not change
+def _dense_weighted_means(Y, w, queries=None):
+    """Plain float64 numpy: every pair, no pruning."""
+    Q = Y if queries is None else queries
+    K = np.exp(-((Q[:, None, :] - Y[None, :, :]) ** 2).sum(-1)) * w
+    return K @ Y / K.sum(1, keepdims=True)
+
+
+def _clusters_far_apart_of_very_different_sizes(dim=2):
+    # a 2,000-point cluster 4.5 scaled units from a 40-point one: the big cluster's weight
+    # at that distance (2000 * exp(-20)) still moves the small one's points measurably,
+    # while far-apart clusters elsewhere must be pruned
     rng = np.random.default_rng(0)
-    centres = rng.uniform(-60, 60, size=(12, 2))
-    Y = np.concatenate([c + rng.normal(scale=0.8, size=(150, 2)) for c in centres])
-    w = rng.integers(1, 4, size=len(Y)).astype(np.float64)
-    d2 = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
-    K = np.exp(-d2) * w
-    expected = K @ Y / K.sum(1, keepdims=True)
-    cutoff = backend.prune_cutoff(w.sum())
-    keep = backend._box_gaps(*_boxes(Y), *_boxes(Y)) < cutoff
-    assert not keep.all(), "the test data must exercise pruning"
+    big = rng.normal(scale=0.3, size=(2000, dim))
+    small = rng.normal(scale=0.3, size=(40, dim)) + np.r_[4.5, np.zeros(dim - 1)]
+    others = [c + rng.normal(scale=0.5, size=(150, dim)) for c in rng.uniform(20, 60, (8, dim))]
+    return np.concatenate([big, small, *others])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dim", [2, 5])
+def test_pruned_leaf_lists_stay_within_the_tolerance(dtype, dim):
+    Y = _clusters_far_apart_of_very_different_sizes(dim)
+    w = np.random.default_rng(1).integers(1, 4, size=len(Y)).astype(np.float64)
+    expected = _dense_weighted_means(Y, w)
+    tolerance = backend.prune_tolerance(dtype)
+    tree = backend._Tree(torch.as_tensor(Y, dtype=dtype), torch.as_tensor(w, dtype=dtype))
+    ptr, leaves = backend.leaf_lists(tree, tree, tolerance)
+    assert len(leaves) < 0.5 * len(tree) ** 2, "the test data must exercise pruning"
     got = backend.weighted_means(
-        torch.as_tensor(Y), torch.as_tensor(Y), torch.as_tensor(w), cutoff, 300, same=True
-    )
-    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-10)
+        torch.as_tensor(Y, dtype=dtype),
+        torch.as_tensor(Y, dtype=dtype),
+        torch.as_tensor(w, dtype=dtype),
+        tolerance,
+        512,
+        same=True,
+    ).numpy()
+    moved = np.linalg.norm(got - expected, axis=1)
+    rounding = 1e-4 if dtype == torch.float32 else 1e-12
+    assert moved.max() <= tolerance + rounding
+    # the small cluster really is pulled by the big one (by 7e-4 scaled units, far above
+    # the float64 tolerance): a pruning rule that dropped it would fail above
+    alone = _dense_weighted_means(Y[2000:2040], w[2000:2040])
+    assert np.abs(alone - expected[2000:2040]).max() > 5e-4
 
 
-def _boxes(points):
-    order, starts = backend.kd_leaves(points)
-    return backend._leaf_boxes(points[order], starts)
-
-
-def test_column_chunks_match_single_block(coffee_lab_small, monkeypatch):
+def test_torch_kernel_matches_the_fused_kernel(coffee_lab_small, monkeypatch):
+    # the torch kernel is what runs on CUDA: check it on the CPU, in small column blocks
     X = coffee_lab_small[::2]
-    full = MeanShiftSegmenter(max_iter=5, device="cpu", dtype="float64").fit(X)
+    fused = MeanShiftSegmenter(max_iter=5, device="cpu", dtype="float64").fit(X)
+    monkeypatch.setattr(backend.kernels, "MAX_FEATURES", 0)
     monkeypatch.setattr(backend, "MAX_COLUMNS", 64)
-    chunked = MeanShiftSegmenter(max_iter=5, batch_size=8, device="cpu", dtype="float64")
-    chunked.fit(X)
-    np.testing.assert_allclose(chunked.shifted_points_, full.shifted_points_, atol=1e-10)
+    blocked = MeanShiftSegmenter(max_iter=5, batch_size=8, device="cpu", dtype="float64")
+    blocked.fit(X)
+    np.testing.assert_allclose(blocked.shifted_points_, fused.shifted_points_, atol=1e-9)
+
+
+def test_standard_pruning_against_dense_queries():
+    Y = _clusters_far_apart_of_very_different_sizes()
+    w = np.ones(len(Y))
+    queries = Y[::7] + 0.2
+    expected = _dense_weighted_means(Y, w, queries)
+    tolerance = backend.prune_tolerance(torch.float64)
+    got = backend.weighted_means(
+        torch.as_tensor(queries), torch.as_tensor(Y), torch.as_tensor(w), tolerance, 512
+    ).numpy()
+    assert np.linalg.norm(got - expected, axis=1).max() <= tolerance + 1e-12
 
 
 def test_leaf_pruning_memory_grows_with_the_block_not_the_points(monkeypatch):
-    # the query-leaf x source-leaf gap array is quadratic in the points if built at once
-    # (32 GiB at 6 million pixels); it must be built one block of queries at a time
-    X = np.random.default_rng(0).normal(scale=20, size=(6000, 3))
+    # the query-leaf x source-leaf arrays are quadratic in the points if built at once
+    # (32 GiB at 6 million pixels); they must be built one block of queries at a time
+    X = np.random.default_rng(0).normal(scale=20, size=(12000, 3))
     shapes = []
-    box_gaps = backend._box_gaps
+    box_distances = backend._box_distances
 
-    def recording_box_gaps(*boxes):
-        gaps = box_gaps(*boxes)
-        shapes.append(gaps.shape)
-        return gaps
+    def recording_box_distances(*boxes):
+        near, far = box_distances(*boxes)
+        shapes.append(near.shape)
+        return near, far
 
-    monkeypatch.setattr(backend, "_box_gaps", recording_box_gaps)
-    MeanShiftSegmenter(max_iter=1, batch_size=256, device="cpu").fit(X)
+    monkeypatch.setattr(backend, "_box_distances", recording_box_distances)
+    MeanShiftSegmenter(max_iter=1, device="cpu").fit(X)
     n_leaves = len(backend.kd_leaves(X)[1]) - 1
-    assert n_leaves > 40
-    assert shapes and all(rows <= 256 // backend.LEAF_SIZE for rows, _ in shapes)
+    assert n_leaves > backend.LIST_BLOCK
+    assert shapes and all(rows <= backend.LIST_BLOCK for rows, _ in shapes)
     assert max(columns for _, columns in shapes) == n_leaves
 
 
@@ -103,12 +139,6 @@ def test_kd_leaves_is_a_partition():
     assert sorted(order) == list(range(1000))
     assert starts[0] == 0 and starts[-1] == 1000
     assert np.diff(starts).max() <= 50
-
-
-def test_prune_cutoff_bounds_the_left_out_weight():
-    for n in [10, 15_000, 10**7]:
-        cutoff = backend.prune_cutoff(n)
-        assert n * np.exp(-cutoff) <= backend.PRUNE_RELATIVE_ERROR * (1 + 1e-9)
 
 
 def test_merge_coincident_keeps_weighted_means():

@@ -5,7 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import torch
+
 from skseg import MeanShiftSegmenter
+from skseg import _mean_shift_backend as backend
+from skseg import _mean_shift_kernels as kernels
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -77,3 +81,43 @@ def test_segments_at_most_samples_and_predict_matches_labels(X, bandwidth):
     assert ms.labels_.shape == (len(X),)
     np.testing.assert_array_equal(ms.predict(X), ms.labels_)
     assert set(ms.labels_) == set(range(len(ms.cluster_centers_)))
+
+
+@SETTINGS
+@given(
+    arrays(np.float32, st.integers(1, 300), elements=st.floats(-87, 0, width=32)),
+)
+def test_fused_exponential_against_numpy(x):
+    out = np.empty_like(x)
+    kernels.exp_kernel(x, out)
+    expected = np.exp(x.astype(np.float64))
+    np.testing.assert_allclose(out, expected, rtol=3e-7, atol=0)
+
+
+@SETTINGS
+@given(
+    point_sets(max_points=60),
+    st.integers(1, 5),
+    st.sampled_from([torch.float32, torch.float64]),
+    st.booleans(),
+)
+def test_fused_kernel_against_brute_force(X, extra_dims, dtype, duplicate):
+    # any dimension up to five, ties and duplicated points, one-point inputs
+    rng = np.random.default_rng(len(X))
+    Y = np.hstack([X, rng.normal(size=(len(X), extra_dims))])[:, :5] / 4
+    if duplicate:
+        Y = np.concatenate([Y, Y[: len(Y) // 2 + 1]])
+    w = rng.integers(1, 4, size=len(Y)).astype(np.float64)
+    K = np.exp(-((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)) * w
+    expected = K @ Y / K.sum(1, keepdims=True)
+    tolerance = backend.prune_tolerance(dtype)
+    got = backend.weighted_means(
+        torch.as_tensor(Y, dtype=dtype),
+        torch.as_tensor(Y, dtype=dtype),
+        torch.as_tensor(w, dtype=dtype),
+        tolerance,
+        512,
+        same=True,
+    ).numpy()
+    rounding = 1e-4 if dtype == torch.float32 else 1e-12
+    assert np.linalg.norm(got - expected, axis=1).max() <= tolerance + rounding
