@@ -13,12 +13,13 @@ tolerance of the exact step:
    are merged into one weighted point. A blurring step moves coincident points
    identically, so they never separate again.
 2. **Error-bounded pruning.** Points are ordered along a k-d tree (leaves of
-   ``LEAF_SIZE`` points). For every query leaf, :func:`leaf_lists` keeps the source
-   leaves it must meet and skips the rest, choosing the skipped leaves so that their
-   weight, bounded with the leaves' boxes, moves no query by more than
-   :func:`prune_tolerance` (``1e-3`` bandwidths per step in float32, ``1e-11`` in
-   float64). Dense regions, whose points carry much weight of their own, therefore meet
-   fewer leaves than isolated points.
+   ``LEAF_SIZE`` points). For every query leaf, :func:`leaf_lists` lists the source
+   leaves it may need, nearest first, leaving out leaves whose weight, bounded with the
+   leaves' boxes, moves no query by more than half of :func:`prune_tolerance` (``1e-3``
+   bandwidths per step in float32, ``1e-11`` in float64). The fused kernels then stop
+   meeting a query's list as soon as a per-query bound on the rest, taken with the exact
+   weight of the sources met so far, fits in the tolerance: points in dense regions meet
+   few leaves.
 3. **Fused kernels.** On the CPU, :mod:`skseg._mean_shift_kernels` evaluates each
    listed leaf pair in registers (distance, exponential and sums in one pass). Elsewhere
    (CUDA, or more than five features) :func:`weighted_means_torch` forms one
@@ -44,6 +45,11 @@ LEAF_SIZE = 128
 #: query leaves whose lists are built together; bounds the pruning's memory at
 #: ``LIST_BLOCK x n_leaves`` floats
 LIST_BLOCK = 64
+
+
+#: side of the grid cells ``algorithm="grid"`` bins the points into, in bandwidths (as in
+#: MeanShift++, Jang and Jiang, CVPR 2021)
+GRID_CELL = 1.0
 
 
 def prune_tolerance(dtype):
@@ -129,17 +135,23 @@ class _Tree:
 
 
 def leaf_lists(queries, sources, tolerance, *, own_weight=True):
-    """Source leaves every query leaf must meet for a step accurate to ``tolerance``.
+    """Source leaves every query leaf may need, nearest first.
 
-    For a query ``q`` of leaf ``Q`` and a skipped source leaf ``S`` of total weight
-    ``W_S``, the left-out weight is at most ``W_S exp(-gap(Q, S)**2)``, and it would pull
-    the weighted mean by at most ``far(Q, S) + reach(Q)`` (the distance to the farthest
-    point of ``S`` plus the farthest any source lies from ``Q``, which bounds the kept
-    mean). Divided by a lower bound on ``q``'s total weight, ``sum_S W_S exp(-far(Q,
-    S)**2)`` (and its own weight when queries are sources), this bounds the move the
-    skipped leaves cause. Leaves are skipped in order of increasing bound for as long as
-    the bounds add up to at most ``tolerance``; the leaf of the largest bound is always
-    kept.
+    For a query ``q`` and a source leaf ``S`` of total weight ``W_S``, the weight ``S``
+    adds is at most ``W_S exp(-gap(q, S)**2)``, and it pulls the mean ``m`` of the other
+    sources by at most that times ``far(q, S) + |q - m|``, divided by their total weight
+    (``gap`` and ``far`` are the nearest and farthest distances to ``S``'s box).
+
+    Here the bound is taken over whole query leaves ``Q`` (box to box), with ``|q - m|``
+    at most the farthest any source lies from ``Q`` and the total weight at least
+    ``sum_S W_S exp(-far(Q, S)**2)`` (and a query's own weight when queries are
+    sources). Leaves whose bounds add up to at most half of ``tolerance`` are left out;
+    the leaf of the largest bound always stays. The others are listed nearest first.
+
+    The fused kernels then meet each query's list in order and stop for that query once
+    the bound of the rest, now per query and with the exact weight and mean of the
+    sources met so far, adds up to at most ``tolerance``: points in dense regions meet
+    few leaves. A kernel that meets whole lists stays within half the tolerance.
 
     Parameters
     ----------
@@ -154,30 +166,39 @@ def leaf_lists(queries, sources, tolerance, *, own_weight=True):
     -------
     ptr : ndarray of shape (n_query_leaves + 1,)
     leaves : ndarray
-        Query leaf ``i`` meets the source leaves ``leaves[ptr[i]:ptr[i + 1]]``.
+        Query leaf ``i`` may meet the source leaves ``leaves[ptr[i]:ptr[i + 1]]``,
+        nearest first.
+    left_a, left_b : ndarray of shape (n_query_leaves,)
+        Bounds of the weight ``sum W_S exp(-gap(Q, S)**2)`` and of the weighted distance
+        ``sum W_S exp(-gap(Q, S)**2) far(Q, S)`` of the leaves left out of each list.
     """
-    counts, chunks = [], []
+    counts, chunks, lefts_a, lefts_b = [], [], [], []
     for first in range(0, len(queries), LIST_BLOCK):
         rows = slice(first, min(first + LIST_BLOCK, len(queries)))
         near2, far2 = _box_distances(queries.lo[rows], queries.hi[rows], sources.lo, sources.hi)
         far = np.sqrt(far2)
-        floor = sources.weight * np.exp(-far2)
-        total_floor = floor.sum(axis=1)
+        reach = sources.weight * np.exp(-near2)
+        total_floor = (sources.weight * np.exp(-far2)).sum(axis=1)
         if own_weight:
             total_floor = np.maximum(total_floor, queries.min_weight[rows])
-        bound = sources.weight * np.exp(-near2) * (far + far.max(axis=1, keepdims=True))
+        bound = reach * (far + far.max(axis=1, keepdims=True))
         order = np.argsort(bound, axis=1, kind="stable")
         running = np.cumsum(np.take_along_axis(bound, order, axis=1), axis=1)
-        n_skipped = (running <= tolerance * total_floor[:, None]).sum(axis=1)
+        n_skipped = (running <= 0.5 * tolerance * total_floor[:, None]).sum(axis=1)
         # the leaf of the largest bound always stays: a mean needs some weight
         n_skipped = np.minimum(n_skipped, len(sources) - 1)
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
-        row, column = np.nonzero(rank >= n_skipped[:, None])
-        counts.append(np.bincount(row, minlength=rows.stop - rows.start))
-        chunks.append(column)
+        kept = rank >= n_skipped[:, None]
+        # the kept leaves of every row, nearest first (ties by leaf index)
+        nearest = np.argsort(np.where(kept, near2, np.inf), axis=1, kind="stable")
+        n_kept = kept.sum(axis=1)
+        counts.append(n_kept)
+        chunks.append(nearest[np.arange(near2.shape[1])[None, :] < n_kept[:, None]])
+        lefts_a.append(np.where(kept, 0.0, reach).sum(axis=1))
+        lefts_b.append(np.where(kept, 0.0, reach * far).sum(axis=1))
     ptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
-    return ptr, np.concatenate(chunks)
+    return ptr, np.concatenate(chunks), np.concatenate(lefts_a), np.concatenate(lefts_b)
 
 
 def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=False):
@@ -210,7 +231,7 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
         qry = src
     else:
         qry = _Tree(queries, torch.ones(len(queries), dtype=queries.dtype, device=queries.device))
-    ptr, leaves = leaf_lists(qry, src, tolerance, own_weight=same)
+    ptr, leaves, left_a, left_b = leaf_lists(qry, src, tolerance, own_weight=same)
     if queries.device.type == "cpu" and queries.shape[1] <= kernels.MAX_FEATURES:
         out = torch.from_numpy(
             kernels.leaf_list_means(
@@ -219,8 +240,11 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
                 src.points.numpy(),
                 src.log_weights.numpy(),
                 src.starts,
+                (src.lo, src.hi, src.weight),
                 ptr,
                 leaves,
+                (left_a, left_b),
+                tolerance,
             )
         )
     else:
@@ -311,7 +335,7 @@ def merge_tolerance(dtype):
 def run_mean_shift(
     X, *, bandwidth, max_iter, tol, algorithm, batch_size, device, dtype, progress=None
 ):
-    """Run blurring or standard Gaussian mean-shift on ``X``.
+    """Run blurring, grid-binned blurring or standard Gaussian mean-shift on ``X``.
 
     Parameters
     ----------
@@ -340,6 +364,10 @@ def run_mean_shift(
     points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
     weights = torch.as_tensor(counts, dtype=dtype, device=device)
     standard = algorithm == "standard"
+    if algorithm == "grid":
+        # approximate: the points of one grid cell start as one weighted point
+        cell = GRID_CELL / math.sqrt(2.0)
+        points, weights, inverse = merge_coincident(points, weights, inverse, cell)
     tolerance = prune_tolerance(dtype)
     merge_tol = merge_tolerance(dtype)
     if standard:

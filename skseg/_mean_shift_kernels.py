@@ -26,6 +26,8 @@ from numba.extending import intrinsic, overload
 
 #: most features a fused kernel handles; more fall back to the torch kernel
 MAX_FEATURES = 5
+#: sources met between two checks of the stopping rule
+CHUNK = 512
 
 _F = np.float32
 _LOG2E = _F(1.4426950408889634)
@@ -49,8 +51,10 @@ def _int32_bits_as_float32(typingctx, bits):
 @njit(inline="always", fastmath=True)
 def _exp_float32(x):
     # exp(x) = 2**n * exp(r), n = round(x / ln 2), |r| <= ln(2) / 2, degree-6 Taylor for exp(r)
+    # np.floor keeps float32 (math.floor returns an int64, which would promote the whole
+    # polynomial, and every sum it feeds, to float64 and halve the vector width)
     x = max(x, _MIN_EXPONENT)
-    n = math.floor(x * _LOG2E + _HALF)
+    n = np.floor(x * _LOG2E + _HALF)
     r = x - n * _LN2_HI - n * _LN2_LO
     p = _ONE + r * (_ONE + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * _C6)))))
     return p * _int32_bits_as_float32((np.int32(n) + np.int32(127)) << np.int32(23))
@@ -75,15 +79,22 @@ def exp_kernel(x, out):
 
 
 @njit(inline="always")
-def _gather(sources, log_w, s_starts, ptr, leaves, leaf):
-    """The sources of ``leaf``'s list, copied into one contiguous feature-major buffer."""
+def _chunk(s_starts, leaves, first, end):
+    """End of the chunk of listed leaves from ``first``, and its number of sources."""
+    last, m = first, 0
+    while last < end and m < CHUNK:
+        m += s_starts[leaves[last] + 1] - s_starts[leaves[last]]
+        last += 1
+    return last, m
+
+
+@njit(inline="always")
+def _gather(sources, log_w, s_starts, leaves, first, last, m):
+    """Sources of the listed leaves ``first:last`` in one contiguous feature-major buffer."""
     width = sources.shape[0]
-    m = 0
-    for p in range(ptr[leaf], ptr[leaf + 1]):
-        m += s_starts[leaves[p] + 1] - s_starts[leaves[p]]
     buf = np.empty((width + 1, m), dtype=sources.dtype)
     at = 0
-    for p in range(ptr[leaf], ptr[leaf + 1]):
+    for p in range(first, last):
         lo, hi = s_starts[leaves[p]], s_starts[leaves[p] + 1]
         for k in range(width):
             buf[k, at : at + hi - lo] = sources[k, lo:hi]
@@ -92,48 +103,136 @@ def _gather(sources, log_w, s_starts, ptr, leaves, leaf):
     return buf
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _means_3(queries, q_starts, sources, log_w, s_starts, ptr, leaves, out):
-    for leaf in prange(len(q_starts) - 1):
-        buf = _gather(sources, log_w, s_starts, ptr, leaves, leaf)
-        m = buf.shape[1]
-        for i in range(q_starts[leaf], q_starts[leaf + 1]):
-            q0, q1, q2 = queries[0, i], queries[1, i], queries[2, i]
-            sw = s0 = s1 = s2 = q0 - q0
-            for j in range(m):
-                a, b, c = buf[0, j] - q0, buf[1, j] - q1, buf[2, j] - q2
-                w = _exp(buf[3, j] - (a * a + b * b + c * c))
-                sw += w
-                s0 += w * a
-                s1 += w * b
-                s2 += w * c
-            out[0, i], out[1, i], out[2, i] = q0 + s0 / sw, q1 + s1 / sw, q2 + s2 / sw
+@njit(inline="always", fastmath=True)
+def _add_3(queries, lo, buf, acc, active):
+    """Add the buffer's weights and weighted differences to the sums of the active queries."""
+    m = buf.shape[1]
+    for i in active:
+        q0, q1, q2 = queries[0, lo + i], queries[1, lo + i], queries[2, lo + i]
+        sw, s0, s1, s2 = acc[0, i], acc[1, i], acc[2, i], acc[3, i]
+        for j in range(m):
+            a, b, c = buf[0, j] - q0, buf[1, j] - q1, buf[2, j] - q2
+            w = _exp(buf[3, j] - (a * a + b * b + c * c))
+            sw += w
+            s0 += w * a
+            s1 += w * b
+            s2 += w * c
+        acc[0, i], acc[1, i], acc[2, i], acc[3, i] = sw, s0, s1, s2
 
 
-@njit(parallel=True, fastmath=True, cache=True)
-def _means_5(queries, q_starts, sources, log_w, s_starts, ptr, leaves, out):
-    for leaf in prange(len(q_starts) - 1):
-        buf = _gather(sources, log_w, s_starts, ptr, leaves, leaf)
-        m = buf.shape[1]
-        for i in range(q_starts[leaf], q_starts[leaf + 1]):
-            q0, q1, q2 = queries[0, i], queries[1, i], queries[2, i]
-            q3, q4 = queries[3, i], queries[4, i]
-            sw = s0 = s1 = s2 = s3 = s4 = q0 - q0
-            for j in range(m):
-                a, b, c = buf[0, j] - q0, buf[1, j] - q1, buf[2, j] - q2
-                e, f = buf[3, j] - q3, buf[4, j] - q4
-                w = _exp(buf[5, j] - (a * a + b * b + c * c + e * e + f * f))
-                sw += w
-                s0 += w * a
-                s1 += w * b
-                s2 += w * c
-                s3 += w * e
-                s4 += w * f
-            out[0, i], out[1, i], out[2, i] = q0 + s0 / sw, q1 + s1 / sw, q2 + s2 / sw
-            out[3, i], out[4, i] = q3 + s3 / sw, q4 + s4 / sw
+@njit(inline="always", fastmath=True)
+def _add_5(queries, lo, buf, acc, active):
+    """Add the buffer's weights and weighted differences to the sums of the active queries."""
+    m = buf.shape[1]
+    for i in active:
+        q0, q1, q2 = queries[0, lo + i], queries[1, lo + i], queries[2, lo + i]
+        q3, q4 = queries[3, lo + i], queries[4, lo + i]
+        sw, s0, s1, s2 = acc[0, i], acc[1, i], acc[2, i], acc[3, i]
+        s3, s4 = acc[4, i], acc[5, i]
+        for j in range(m):
+            a, b, c = buf[0, j] - q0, buf[1, j] - q1, buf[2, j] - q2
+            e, f = buf[3, j] - q3, buf[4, j] - q4
+            w = _exp(buf[5, j] - (a * a + b * b + c * c + e * e + f * f))
+            sw += w
+            s0 += w * a
+            s1 += w * b
+            s2 += w * c
+            s3 += w * e
+            s4 += w * f
+        acc[0, i], acc[1, i], acc[2, i], acc[3, i] = sw, s0, s1, s2
+        acc[4, i], acc[5, i] = s3, s4
 
 
-def leaf_list_means(queries, q_starts, sources, log_w, s_starts, ptr, leaves):
+@njit(inline="always")
+def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, end, left_a, left_b):
+    """Per query, the bounds of what the leaves not met yet can add.
+
+    ``tail_a[i, p]`` sums ``W_S exp(-gap(q_i, S)**2)`` and ``tail_b[i, p]`` sums
+    ``W_S exp(-gap(q_i, S)**2) far(q_i, S)`` over the listed leaves after entry
+    ``first + p`` and over the leaves left out of the list (``left_a``, ``left_b``, bounds
+    for the whole query leaf). ``gap`` and ``far`` are the nearest and farthest distances
+    from the query point to the box of ``S``.
+    """
+    d = box_lo.shape[1]
+    tail_a = np.empty((n, end - first))
+    tail_b = np.empty((n, end - first))
+    for i in range(n):
+        a_sum, b_sum = left_a, left_b
+        for p in range(end - 1, first - 1, -1):
+            tail_a[i, p - first], tail_b[i, p - first] = a_sum, b_sum
+            leaf = leaves[p]
+            gap2 = far2 = 0.0
+            for k in range(d):
+                x = np.float64(queries[k, lo + i])
+                below, above = box_lo[leaf, k] - x, x - box_hi[leaf, k]
+                gap2 += max(below, above, 0.0) ** 2
+                far2 += max(-below, -above) ** 2
+            reach = box_weight[leaf] * math.exp(-gap2)
+            a_sum += reach
+            b_sum += reach * math.sqrt(far2)
+    return tail_a, tail_b
+
+
+@njit(inline="always")
+def _settled(acc, i, tail_a, tail_b, tolerance):
+    """Whether the leaves not met yet move query ``i`` by at most ``tolerance``.
+
+    With ``sw`` the total weight and ``s`` the weighted difference of the sources met so
+    far (the query's mean is ``q + s / sw``), the rest moves it by at most
+    ``(tail_b + tail_a |s| / sw) / sw`` (see
+    :func:`skseg._mean_shift_backend.leaf_lists`).
+    """
+    sw = np.float64(acc[0, i])
+    norm2 = 0.0
+    for k in range(1, acc.shape[0]):
+        norm2 += np.float64(acc[k, i]) ** 2
+    return tail_b * sw + tail_a * math.sqrt(norm2) <= tolerance * sw * sw
+
+
+def _leaf_kernel(add, width):
+    """A parallel kernel over query leaves that meets each leaf's list chunk by chunk."""
+
+    @njit(parallel=True, fastmath=True, cache=True)
+    def kernel(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight,
+               ptr, leaves, left_a, left_b, tolerance, out):
+        for leaf in prange(len(q_starts) - 1):
+            lo, hi = q_starts[leaf], q_starts[leaf + 1]
+            first, end = ptr[leaf], ptr[leaf + 1]
+            tail_a, tail_b = _tails(queries, lo, hi - lo, box_lo, box_hi, box_weight,
+                                    leaves, first, end, left_a[leaf], left_b[leaf])
+            acc = np.zeros((width + 1, hi - lo), dtype=queries.dtype)
+            active = np.arange(hi - lo)
+            n_active = hi - lo
+            at = first
+            while at < end and n_active > 0:
+                last, m = _chunk(s_starts, leaves, at, end)
+                buf = _gather(sources, log_w, s_starts, leaves, at, last, m)
+                add(queries, lo, buf, acc, active[:n_active])
+                at = last
+                if at == end:
+                    break
+                kept = 0
+                for r in range(n_active):
+                    i = active[r]
+                    if not _settled(acc, i, tail_a[i, at - 1 - first],
+                                    tail_b[i, at - 1 - first], tolerance):
+                        active[kept] = i
+                        kept += 1
+                n_active = kept
+            for k in range(width):
+                for i in range(hi - lo):
+                    out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
+
+    return kernel
+
+
+_means_3 = _leaf_kernel(_add_3, 3)
+_means_5 = _leaf_kernel(_add_5, 5)
+
+
+def leaf_list_means(
+    queries, q_starts, sources, log_w, s_starts, boxes, ptr, leaves, left, tolerance
+):
     """Gaussian-weighted means seen from every query, over its leaf's listed source leaves.
 
     Parameters
@@ -147,14 +246,24 @@ def leaf_list_means(queries, q_starts, sources, log_w, s_starts, ptr, leaves):
     log_w : ndarray of shape (m,)
         Logarithm of each source's weight.
     s_starts : ndarray of shape (n_source_leaves + 1,)
+    boxes : tuple of (lo, hi, weight)
+        Bounding box corners (``(n_source_leaves, d)``) and total weight of every source
+        leaf.
     ptr, leaves : ndarray
-        Compressed lists: query leaf ``i`` meets the source leaves
-        ``leaves[ptr[i]:ptr[i + 1]]``.
+        Compressed lists: query leaf ``i`` may meet the source leaves
+        ``leaves[ptr[i]:ptr[i + 1]]``, nearest first.
+    left : tuple of (left_a, left_b), ndarrays of shape (n_query_leaves,)
+        Bounds of what the source leaves left out of each list can add (see
+        :func:`skseg._mean_shift_backend.leaf_lists`).
+    tolerance : float
+        Largest move, in scaled units, that meeting fewer sources may cause; each query
+        stops meeting its leaf's list once the rest provably moves it by less.
 
     Returns
     -------
     ndarray of shape (n, d)
-        ``q + sum_j w_j k_j (s_j - q) / sum_j w_j k_j`` with ``k_j = exp(-|s_j - q|^2)``.
+        ``q + sum_j w_j k_j (s_j - q) / sum_j w_j k_j`` with ``k_j = exp(-|s_j - q|^2)``
+        over the sources met.
     """
     n, d = queries.shape
     if d > MAX_FEATURES:
@@ -176,8 +285,11 @@ def leaf_list_means(queries, q_starts, sources, log_w, s_starts, ptr, leaves):
         padded(sources),
         log_w.astype(queries.dtype),
         s_starts.astype(as_index),
+        *(np.ascontiguousarray(b, dtype=np.float64) for b in boxes),
         ptr.astype(as_index),
         leaves.astype(as_index),
+        *(np.asarray(b, dtype=np.float64) for b in left),
+        float(tolerance),
         out,
     )
     return out[:d].T

@@ -61,9 +61,15 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         reference behaviour) it stops only at an exact fixed point, where further steps
         would not change anything, so the result equals running all ``max_iter`` steps.
 
-    algorithm : {"blurring", "standard"}, default="blurring"
+    algorithm : {"blurring", "standard", "grid"}, default="blurring"
         ``"blurring"`` moves the whole point set (the reference algorithm);
-        ``"standard"`` moves copies of the points over the fixed input data.
+        ``"standard"`` moves copies of the points over the fixed input data;
+        ``"grid"`` is an *approximate*, faster blurring mean-shift for interactive use:
+        the points of each cell of a grid with side ``bandwidth`` start as one
+        weighted point at their mean (binning, as in MeanShift++), and the exact
+        blurring steps then run on those points. Segments agree closely with
+        ``"blurring"`` (adjusted Rand index of about 0.95 or more on photos), shifted
+        points only to about half the bandwidth.
 
     cluster_radius : float, default=0.5
         Shifted points closer than ``cluster_radius * bandwidth`` join one segment.
@@ -73,8 +79,8 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
     batch_size : int, default=512
         Query rows per block. Memory of the backend is
-        ``O(batch_size * min(n_samples, 65536) + n_samples)``; the ``n x n`` weight matrix
-        is never formed.
+        ``O(batch_size * 8192 + n_samples)``; the ``n x n`` weight matrix is never formed.
+        The fused CPU kernels (up to five features) do not use it.
 
     dtype : {"float32", "float64"}, default="float32"
         Precision of the computation. ``"float32"`` agrees with a float64 reference to
@@ -115,24 +121,27 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     **Why it is fast and still exact.** The backend (``skseg._mean_shift_backend``) uses
-    three reductions of work, none of which changes the result beyond float resolution:
+    three reductions of work, each with a stated effect on the result:
 
     1. *Multiplicities.* Exactly equal samples are a single point of weight ``k``. Points
        whose positions agree to within a few hundred float ulps (``1e-4`` scaled units in
        float32, ``1e-11`` in float64) have collapsed together; a blurring step moves
-       coincident points identically, so they are merged into one weighted point. Gaussian
-       blurring mean-shift collapses clusters at a cubic rate, so after a handful of steps
-       a 15,000-pixel image is a few dozen weighted points.
-    2. *Pruning.* Points are ordered along a k-d tree and processed in blocks; a block
-       meets only the blocks whose bounding boxes are within the cutoff radius. The cutoff
-       :math:`r` satisfies :math:`N e^{-r^2 / 2h^2} \le 10^{-7}`, so all the weight left
-       out moves any point by at most :math:`10^{-7}` of the data diameter.
-    3. *Blocking.* For each block, the exponent
-       :math:`-\lVert q - s\rVert^2 / 2h^2 + \log w_s` comes from one matrix product of
-       augmented coordinates (centred on the block for accuracy), is exponentiated in
-       place and reduced by a second product. Memory never exceeds one
-       ``batch_size x 65536`` block.
+       coincident points identically, so they are merged into one weighted point.
+    2. *Error-bounded pruning.* Points are ordered along a k-d tree. Every leaf of
+       queries meets only the source leaves it needs: the others are skipped while a
+       bound on how far their weight could move any query (from the leaves' bounding
+       boxes and total weights) stays within ``1e-3`` bandwidths per step in float32
+       (``1e-11`` in float64). Over 20 steps that is at most ``0.02`` bandwidths,
+       ``0.05`` Lab units at the default bandwidth.
+    3. *Fused kernels.* On the CPU (up to five features) the distance, the exponential
+       and the weighted sums of every listed pair are computed in registers by numba
+       kernels, never stored. On CUDA (and for more features) one block of exponents at
+       a time comes from a matrix product and is reduced by a second one; memory never
+       exceeds one ``batch_size x 8192`` block.
 
+    Blurring mean-shift is chaotic at saddle points between modes: a point exactly
+    between two modes may fall either way under any rounding, so float32 is judged by
+    the share of points that agree with a float64 reference, not by the worst point.
     The tests compare the result with a plain float64 per-point loop of the reference
     algorithm.
 
@@ -162,7 +171,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         "bandwidth": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
-        "algorithm": [StrOptions({"blurring", "standard"})],
+        "algorithm": [StrOptions({"blurring", "standard", "grid"})],
         "cluster_radius": [Interval(Real, 0, None, closed="neither")],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],

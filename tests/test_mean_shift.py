@@ -71,7 +71,7 @@ def test_pruned_leaf_lists_stay_within_the_tolerance(dtype, dim):
     expected = _dense_weighted_means(Y, w)
     tolerance = backend.prune_tolerance(dtype)
     tree = backend._Tree(torch.as_tensor(Y, dtype=dtype), torch.as_tensor(w, dtype=dtype))
-    ptr, leaves = backend.leaf_lists(tree, tree, tolerance)
+    ptr, leaves, _, _ = backend.leaf_lists(tree, tree, tolerance)
     assert len(leaves) < 0.5 * len(tree) ** 2, "the test data must exercise pruning"
     got = backend.weighted_means(
         torch.as_tensor(Y, dtype=dtype),
@@ -263,3 +263,25 @@ def test_clustering_separates_blobs_at_a_fitting_bandwidth():
     assert ms.labels_.dtype.kind == "i"
     assert adjusted_rand_score(y, ms.labels_) > 0.4
     np.testing.assert_array_equal(ms.fit_predict(X), ms.labels_)
+
+
+@pytest.mark.parametrize("n_features", [3, 5])
+def test_grid_mode_agrees_with_exact_on_blobs(n_features):
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+
+    X, _ = make_blobs(n_samples=3000, n_features=n_features, centers=6, cluster_std=2.0,
+                      center_box=(-40, 40), random_state=0)
+    exact = MeanShiftSegmenter(device="cpu").fit(X)
+    grid = MeanShiftSegmenter(algorithm="grid", device="cpu").fit(X)
+    assert len(np.unique(grid.shifted_points_, axis=0)) < len(X)
+    assert adjusted_rand_score(exact.labels_, grid.labels_) >= 0.95
+
+
+def test_grid_mode_bins_before_shifting():
+    # two points in one cell of side bandwidth start as one point: with max_iter=0 both
+    # sit at their mean, which the exact mode never does
+    X = np.array([[0.1, 0.1], [0.4, 0.4], [30.0, 30.0]])
+    grid = MeanShiftSegmenter(algorithm="grid", max_iter=0, dtype="float64").fit(X)
+    np.testing.assert_allclose(grid.shifted_points_[0], grid.shifted_points_[1])
+    np.testing.assert_allclose(grid.shifted_points_[2], X[2], atol=1e-9)
