@@ -49,7 +49,7 @@ LIST_BLOCK = 64
 
 #: side of the grid cells ``algorithm="grid"`` bins the points into, in bandwidths (as in
 #: MeanShift++, Jang and Jiang, CVPR 2021)
-GRID_CELL = 1.0
+GRID_CELL = 0.5
 
 
 def prune_tolerance(dtype):

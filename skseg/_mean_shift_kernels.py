@@ -189,45 +189,41 @@ def _settled(acc, i, tail_a, tail_b, tolerance):
     return tail_b * sw + tail_a * math.sqrt(norm2) <= tolerance * sw * sw
 
 
-def _leaf_kernel(add, width):
-    """A parallel kernel over query leaves that meets each leaf's list chunk by chunk."""
-
-    @njit(parallel=True, fastmath=True, cache=True)
-    def kernel(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight,
-               ptr, leaves, left_a, left_b, tolerance, out):
-        for leaf in prange(len(q_starts) - 1):
-            lo, hi = q_starts[leaf], q_starts[leaf + 1]
-            first, end = ptr[leaf], ptr[leaf + 1]
-            tail_a, tail_b = _tails(queries, lo, hi - lo, box_lo, box_hi, box_weight,
-                                    leaves, first, end, left_a[leaf], left_b[leaf])
-            acc = np.zeros((width + 1, hi - lo), dtype=queries.dtype)
-            active = np.arange(hi - lo)
-            n_active = hi - lo
-            at = first
-            while at < end and n_active > 0:
-                last, m = _chunk(s_starts, leaves, at, end)
-                buf = _gather(sources, log_w, s_starts, leaves, at, last, m)
-                add(queries, lo, buf, acc, active[:n_active])
-                at = last
-                if at == end:
-                    break
-                kept = 0
-                for r in range(n_active):
-                    i = active[r]
-                    if not _settled(acc, i, tail_a[i, at - 1 - first],
-                                    tail_b[i, at - 1 - first], tolerance):
-                        active[kept] = i
-                        kept += 1
-                n_active = kept
-            for k in range(width):
-                for i in range(hi - lo):
-                    out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
-
-    return kernel
-
-
-_means_3 = _leaf_kernel(_add_3, 3)
-_means_5 = _leaf_kernel(_add_5, 5)
+@njit(parallel=True, fastmath=True, cache=True)
+def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight, ptr,
+           leaves, left_a, left_b, tolerance, out):
+    """Parallel over query leaves: meet each leaf's list chunk by chunk, stop when settled."""
+    width = queries.shape[0]
+    for leaf in prange(len(q_starts) - 1):
+        lo, hi = q_starts[leaf], q_starts[leaf + 1]
+        first, end = ptr[leaf], ptr[leaf + 1]
+        tail_a, tail_b = _tails(queries, lo, hi - lo, box_lo, box_hi, box_weight,
+                                leaves, first, end, left_a[leaf], left_b[leaf])
+        acc = np.zeros((width + 1, hi - lo), dtype=queries.dtype)
+        active = np.arange(hi - lo)
+        n_active = hi - lo
+        at = first
+        while at < end and n_active > 0:
+            last, m = _chunk(s_starts, leaves, at, end)
+            buf = _gather(sources, log_w, s_starts, leaves, at, last, m)
+            if width == 3:
+                _add_3(queries, lo, buf, acc, active[:n_active])
+            else:
+                _add_5(queries, lo, buf, acc, active[:n_active])
+            at = last
+            if at == end:
+                break
+            kept = 0
+            for r in range(n_active):
+                i = active[r]
+                if not _settled(acc, i, tail_a[i, at - 1 - first],
+                                tail_b[i, at - 1 - first], tolerance):
+                    active[kept] = i
+                    kept += 1
+            n_active = kept
+        for k in range(width):
+            for i in range(hi - lo):
+                out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
 
 
 def leaf_list_means(
@@ -269,7 +265,6 @@ def leaf_list_means(
     if d > MAX_FEATURES:
         raise ValueError(f"the fused kernels take at most {MAX_FEATURES} features, got {d}")
     width = 3 if d <= 3 else 5
-    kernel = _means_3 if width == 3 else _means_5
 
     def padded(points):
         # feature-major layout: every coordinate is one contiguous row the kernel streams
@@ -279,7 +274,7 @@ def leaf_list_means(
 
     out = np.empty((width, n), dtype=queries.dtype)
     as_index = np.int64
-    kernel(
+    _means(
         padded(queries),
         q_starts.astype(as_index),
         padded(sources),

@@ -25,6 +25,24 @@ class QuietProgressBar(ProgressBar):
             super().on_epoch_end(net, **kwargs)
 
 
+class StopOnNonFiniteLoss(Callback):
+    """Stop training with a clear error as soon as a batch's loss is not finite.
+
+    A learning rate that is too high (or infinite) makes the weights overflow; without
+    this check training goes on, ``predict`` returns one class everywhere and nothing
+    says why. The error names the epoch and the learning rate, and ``fit`` raises it, so
+    no diverged model is ever returned or saved.
+    """
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        if training and loss is not None and not torch.isfinite(loss).all():
+            raise FloatingPointError(
+                f"training diverged: the loss became {float(loss)} in epoch "
+                f"{len(net.history)} (lr={net.lr}); lower lr, or check the inputs for "
+                "NaN or inf"
+            )
+
+
 class PlannedLRSchedule(Callback):
     """The net's learning-rate schedule over ``max_epochs`` epochs, across ``partial_fit`` calls.
 

@@ -1,9 +1,13 @@
 """The ``skseg`` command line: ``skseg segment`` and ``skseg train-segnet``."""
 
 import argparse
+import contextlib
 import math
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -18,9 +22,15 @@ __all__ = [
 
 
 def _segment(args):
-    from skimage import data, io, transform
+    from skimage import data, io, transform, util
 
-    from .image import labels_to_image, read_rgb_image, rgb_to_features, segmentation_overview
+    from .image import (
+        labels_to_image,
+        merge_small_regions,
+        read_rgb_image,
+        rgb_to_features,
+        segmentation_overview,
+    )
     from .mean_shift import MeanShiftSegmenter
 
     if args.image is None:
@@ -28,7 +38,18 @@ def _segment(args):
     else:
         image, name = read_rgb_image(args.image), args.image
     if args.scale != 1.0:
-        image = transform.rescale(image, args.scale, channel_axis=-1, anti_aliasing=True)
+        height, width = (round(side * args.scale) for side in image.shape[:2])
+        if min(height, width) < 1 or height * width > MAX_PIXELS:
+            raise ValueError(
+                f"--scale {args.scale:g} makes the {image.shape[1]} x {image.shape[0]} image "
+                f"{width} x {height} pixels; choose a scale that keeps it between 1 pixel "
+                f"and {MAX_PIXELS:,} pixels"
+            )
+        if args.scale > 1:
+            print(f"warning: --scale {args.scale:g} upsamples the image", file=sys.stderr)
+        image = util.img_as_ubyte(
+            transform.rescale(image, args.scale, channel_axis=-1, anti_aliasing=args.scale < 1)
+        )
     features = rgb_to_features(image, spatial_scale=args.spatial_scale)
     segmenter = MeanShiftSegmenter(
         bandwidth=args.bandwidth,
@@ -40,15 +61,57 @@ def _segment(args):
     print(f"segmenting {name}: {image.shape[1]} x {image.shape[0]} pixels")
     start = time.perf_counter()
     labels = segmenter.fit_predict(features)
+    label_map = merge_small_regions(labels_to_image(labels, image.shape), args.min_segment_size)
     elapsed = time.perf_counter() - start
-    label_map = labels_to_image(labels, image.shape)
     print(
-        f"{len(segmenter.cluster_centers_)} segments in {elapsed:.2f} s "
+        f"{len(np.unique(label_map))} segments in {elapsed:.2f} s "
         f"({segmenter.n_iter_} steps on {segmenter.device_})"
     )
-    io.imsave(args.output, segmentation_overview(image, label_map), check_contrast=False)
+    with _atomic_output(args.output) as path:
+        io.imsave(path, segmentation_overview(image, label_map), check_contrast=False)
     print(f"wrote {args.output} (original | segments in mean colour | boundaries)")
     return 0
+
+
+#: largest image ``skseg segment`` makes by rescaling (100 megapixels)
+MAX_PIXELS = 100_000_000
+#: file types ``skseg segment`` writes
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _check_output(path, suffixes):
+    """Reject an output path before any work: unknown type, missing or read-only folder."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"output {str(path)!r} must end in one of {', '.join(suffixes)}, "
+            "which says what file to write"
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"the folder of output {str(path)!r} does not exist: create it first")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"the folder of output {str(path)!r} is not writable")
+    if path.is_dir():
+        raise ValueError(f"output {str(path)!r} is a folder; give a file name")
+
+
+@contextlib.contextmanager
+def _atomic_output(path):
+    """A temporary path beside ``path`` that replaces it only once fully written."""
+    path = Path(path)
+    # same suffix: writers choose the file type by it
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # the permissions of a plainly created file
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def _train_segnet(args):
@@ -91,7 +154,8 @@ def _train_segnet(args):
     print(f"held-out mean IoU: {np.nanmean(iou):.4f}  (whole run {total:.0f} s)")
     names = [str(c) if c < 10 else "background" for c in classes]
     print("per-class IoU: " + ", ".join(f"{n} {v:.3f}" for n, v in zip(names, iou)))
-    model.save(args.output)
+    with _atomic_output(args.output) as path:
+        model.save(path)
     print(f"saved the model to {args.output} (load with SegNetSegmenter.load)")
     return 0
 
@@ -320,7 +384,7 @@ def _number(check, requirement):
     return parse
 
 
-_positive_float = _number(lambda value: value > 0, "a number > 0")
+_positive_float = _number(lambda value: 0 < value < math.inf, "a finite number > 0")
 _fraction = _number(lambda value: 0 <= value < 1, "a number in [0, 1)")
 
 
@@ -380,8 +444,15 @@ def build_parser():
     seg.add_argument(
         "--scale",
         type=_positive_float,
-        default=0.25,
-        help="rescale the image first (default 0.25; 1 keeps full size)",
+        default=1.0,
+        help="rescale the image first (default 1: full size; below 1 is faster)",
+    )
+    seg.add_argument(
+        "--min-segment-size",
+        type=_non_negative_int,
+        default=64,
+        help="merge connected regions of fewer pixels into their neighbour "
+        "(skseg.image.merge_small_regions; default 64, 0 keeps every region)",
     )
     seg.add_argument(
         "--spatial-scale",
@@ -389,7 +460,12 @@ def build_parser():
         default=None,
         help="append (row, col) * S to the colour features for joint spatial-range mean-shift",
     )
-    seg.add_argument("--algorithm", choices=["blurring", "standard"], default="blurring")
+    seg.add_argument(
+        "--algorithm",
+        choices=["blurring", "standard", "grid"],
+        default="blurring",
+        help="default blurring (exact); grid: approximate and several times faster",
+    )
     seg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     seg.add_argument("-o", "--output", default="segmentation.png", help="output picture")
     seg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -509,6 +585,24 @@ def build_parser():
     return parser
 
 
+def _check_arguments(args):
+    """Checks that need more than one argument or the file system, before any work."""
+    if args.command == "segment":
+        _check_output(args.output, IMAGE_SUFFIXES)
+        if args.image is not None and not Path(args.image).is_file():
+            raise ValueError(f"image {args.image!r} does not exist")
+        return
+    _check_output(args.output, (".pt",))
+    if args.data_home is not None and not Path(args.data_home).is_dir():
+        raise ValueError(
+            f"--data-home {args.data_home!r} is not a folder; give the folder that holds "
+            "the MNIST IDX files, or leave it out to use $SKSEG_DATA or the stand-in digits"
+        )
+    device = args.device.split(":")[0]
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+
+
 def main(argv=None):
     """Entry point of the ``skseg`` console script.
 
@@ -536,6 +630,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _check_arguments(args)
         return args.run(args)
     except ValueError as exc:
         print(f"skseg: error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
 from ._device import has_fast_bfloat16, resolve_device
-from ._skorch_callbacks import PlannedLRSchedule, QuietProgressBar
+from ._skorch_callbacks import PlannedLRSchedule, QuietProgressBar, StopOnNonFiniteLoss
 from ._validation import check_integer_labels
 from .losses import CrossEntropy2D
 from .metrics import confusion_matrix_iou, mean_iou
@@ -417,6 +417,7 @@ class SegNetSegmenter(NeuralNet):
     def _default_callbacks(self):
         callbacks = list(super()._default_callbacks)
         callbacks.insert(0, ("lr_schedule", PlannedLRSchedule()))
+        callbacks.insert(1, ("stop_on_non_finite_loss", StopOnNonFiniteLoss()))
         callbacks.insert(-1, ("progress_bar", QuietProgressBar()))
         return callbacks
 
