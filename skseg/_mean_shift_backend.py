@@ -302,15 +302,19 @@ def merge_coincident(points, weights, inverse, tol):
     """
     if tol <= 0 or len(points) < 2:
         return points, weights, inverse
-    keys = torch.round(points / tol).to(torch.int64)
+    # cell indices in float64: exact integers while they fit 53 bits, and never an
+    # overflow (scaled coordinates can be huge at tiny bandwidths)
+    keys = torch.round(points.to(torch.float64) / tol)
     keys -= keys.min(dim=0).values
     spans = (keys.max(dim=0).values + 1).tolist()
-    if math.prod(spans) < 2**62:
-        # one integer per cell: a 1-d unique is much faster than a row-wise one
+    if math.prod(spans) < 2**52:
+        # one number per cell: a 1-d unique is much faster than a row-wise one
         strides = torch.tensor(
-            [math.prod(spans[k + 1 :]) for k in range(len(spans))], device=keys.device
+            [math.prod(spans[k + 1 :]) for k in range(len(spans))],
+            dtype=torch.float64,
+            device=keys.device,
         )
-        _, group = torch.unique((keys * strides).sum(dim=1), return_inverse=True)
+        _, group = torch.unique(keys @ strides, return_inverse=True)
     else:
         _, group = torch.unique(keys, dim=0, return_inverse=True)
     n_groups = int(group.max()) + 1
@@ -362,6 +366,15 @@ def run_mean_shift(
     origin = counts @ unique / len(X)
     inverse = torch.as_tensor(inverse.reshape(-1), device=device)
     points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
+    # squared distances must stay finite in the working dtype
+    limit = math.sqrt(torch.finfo(dtype).max) / (4 * math.sqrt(X.shape[1]))
+    if not torch.isfinite(points).all() or points.abs().max() > limit:
+        raise ValueError(
+            f"bandwidth={bandwidth:g} is too small for {str(dtype).split('.')[-1]}: the data "
+            f"span {np.ptp(unique, axis=0).max():g} in one feature, "
+            f"{np.ptp(unique, axis=0).max() / bandwidth:g} bandwidths, more than it can "
+            "hold; use a larger bandwidth or dtype='float64'"
+        )
     weights = torch.as_tensor(counts, dtype=dtype, device=device)
     standard = algorithm == "standard"
     if algorithm == "grid":
@@ -386,6 +399,8 @@ def run_mean_shift(
             progress(step, len(points))
         if shift <= tol:
             break
+    if not torch.isfinite(points).all():  # pragma: no cover - guarded by the checks above
+        raise FloatingPointError("mean-shift produced non-finite points")
     shifted = points[inverse].cpu().numpy()
-    shifted = shifted * np.asarray(scale, dtype=shifted.dtype) + origin.astype(shifted.dtype)
-    return shifted, n_iter
+    # back to data units in float64: bandwidth * sqrt(2) may not fit the working dtype
+    return (shifted.astype(np.float64) * scale + origin).astype(shifted.dtype), n_iter

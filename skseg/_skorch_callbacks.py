@@ -35,9 +35,9 @@ class StopOnNonFiniteLoss(Callback):
     """
 
     def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
-        if training and loss is not None and not torch.isfinite(loss).all():
+        if training and loss is not None and not torch.isfinite(loss.detach()).all():
             raise FloatingPointError(
-                f"training diverged: the loss became {float(loss)} in epoch "
+                f"training diverged: the loss became {float(loss.detach())} in epoch "
                 f"{len(net.history)} (lr={net.lr}); lower lr, or check the inputs for "
                 "NaN or inf"
             )

@@ -312,14 +312,22 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
 
 def _nearest(X, centres):
-    """Index of the nearest of ``centres`` for every row of ``X``."""
-    return pairwise_distances_argmin(X, centres.astype(X.dtype, copy=False))
+    """Index of the nearest of ``centres`` for every row of ``X``.
+
+    Both are centred on the centres' mean first: the distances come from dot products,
+    which cancel catastrophically on data far from the origin (e.g. offset by ``1e10``).
+    """
+    origin = centres.mean(axis=0)
+    return pairwise_distances_argmin(
+        (X - origin).astype(X.dtype, copy=False), (centres - origin).astype(X.dtype, copy=False)
+    )
 
 
 def _segment_modes(shifted, radius):
     """Group shifted points closer than ``radius``; return each group's mean position."""
     unique, inverse, counts = np.unique(shifted, axis=0, return_inverse=True, return_counts=True)
-    graph = radius_neighbors_graph(unique, radius, mode="connectivity", include_self=False)
+    origin = unique.mean(axis=0)  # centred, as in _nearest
+    graph = radius_neighbors_graph(unique - origin, radius, mode="connectivity", include_self=False)
     n_groups, group = connected_components(graph, directed=False)
     totals = np.zeros((n_groups, shifted.shape[1]))
     np.add.at(totals, group, unique * counts[:, None])

@@ -2,7 +2,7 @@ import re
 
 import numpy as np
 import pytest
-from skimage import data, io
+from skimage import data, io, transform, util
 
 from skseg import SegNetSegmenter
 from skseg._device import has_fast_bfloat16
@@ -45,8 +45,8 @@ def test_segment_reports_bad_files(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["segment", "--bandwidth", "-1"], "--bandwidth: must be a number > 0, got -1"),
-        (["segment", "--scale", "x"], "--scale: must be a number > 0, got x"),
+        (["segment", "--bandwidth", "-1"], "--bandwidth: must be a finite number > 0, got -1"),
+        (["segment", "--scale", "x"], "--scale: must be a finite number > 0, got x"),
         (["segment", "--max-iter", "-3"], "--max-iter: must be an integer >= 0, got -3"),
         (["train-segnet", "--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
         (["train-segnet", "--n-test", "0"], "--n-test: must be an integer >= 1, got 0"),
@@ -146,3 +146,95 @@ def test_recipe_model_takes_the_network_options():
     )
     assert (model.input_thresholds, model.width, model.lr_schedule) == (0, 8, "onecycle")
     assert model.top_block == "unpool"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["segment", "--scale", "inf"], "--scale: must be a finite number > 0, got inf"),
+        (["segment", "--bandwidth", "nan"], "--bandwidth: must be a finite number > 0, got nan"),
+        (["train-segnet", "--lr", "inf"], "--lr: must be a finite number > 0, got inf"),
+        (["train-segnet", "--time-budget", "inf"], "--time-budget: must be a finite number"),
+    ],
+)
+def test_non_finite_numbers_are_rejected(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _no_work(monkeypatch):
+    # any of these checks must fail before the estimators are built
+    import skseg.mean_shift
+    import skseg.segnet
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(skseg.mean_shift.MeanShiftSegmenter, "fit", refuse)
+    monkeypatch.setattr(skseg.segnet.SegNetSegmenter, "fit", refuse)
+    monkeypatch.setattr("skseg.cli.recipe_data", refuse)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["segment", "-o", "{tmp}/missing/out.png"], "does not exist: create it first"),
+        (["segment", "-o", "{tmp}/out.txt"], "must end in one of .png"),
+        (["segment", "-o", "{tmp}"], "must end in one of"),
+        (["segment", "{tmp}/no-such-image.png", "-o", "{tmp}/o.png"], "does not exist"),
+        (["segment", "--scale", "1e-6", "-o", "{tmp}/o.png"], "choose a scale"),
+        (["segment", "--scale", "1000", "-o", "{tmp}/o.png"], "choose a scale"),
+        (["train-segnet", "-o", "{tmp}/missing/m.pt"], "does not exist: create it first"),
+        (["train-segnet", "-o", "{tmp}/m.txt"], "must end in one of .pt"),
+        (["train-segnet", "--data-home", "{tmp}/typo", "-o", "{tmp}/m.pt"], "is not a folder"),
+        (["train-segnet", "--device", "meta", "-o", "{tmp}/m.pt"], "--device must be cpu"),
+    ],
+)
+def test_user_errors_stop_before_any_work_without_a_traceback(
+    argv, message, tmp_path, capsys, monkeypatch
+):
+    _no_work(monkeypatch)
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("skseg: error: ") and message in err
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.pt"))
+
+
+def test_segment_writes_atomically_with_ordinary_permissions(tmp_path, capsys):
+    out = tmp_path / "seg.png"
+    out.write_bytes(b"old")
+    assert main(["segment", "--scale", "0.05", "--quiet", "-o", str(out)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["seg.png"]  # no temporary file left
+    assert io.imread(out).shape == (20, 90, 3)
+    assert out.stat().st_mode & 0o044  # readable by others, as a plainly created file
+
+
+def test_segment_warns_when_upsampling(tmp_path, capsys):
+    path = tmp_path / "in.png"
+    io.imsave(path, data.astronaut()[::64, ::64])
+    assert main(["segment", str(path), "--scale", "2", "--quiet", "-o", str(tmp_path / "o.png")]) == 0
+    assert "upsamples" in capsys.readouterr().err
+    assert io.imread(tmp_path / "o.png").shape == (16, 48, 3)
+
+
+def test_segment_panel_shows_the_image_and_clean_segments(tmp_path, capsys):
+    out = tmp_path / "seg.png"
+    argv = ["segment", "--scale", "0.25", "--quiet", "-o", str(out)]
+    assert main([*argv, "--min-segment-size", "0"]) == 0
+    speckled = io.imread(out)
+    assert main(argv) == 0  # the default merges regions under 64 pixels
+    panel = io.imread(out)
+    assert panel.shape == (100, 450, 3)
+    original, flat = panel[:, :150], panel[:, 150:300]
+    expected = util.img_as_ubyte(
+        transform.rescale(data.coffee(), 0.25, channel_axis=-1, anti_aliasing=True)
+    )
+    assert np.abs(original.astype(int) - expected).max() <= 1
+    # every segment in mean colour: fewer colours than the photo, fewer after merging
+    n_colours = len(np.unique(flat.reshape(-1, 3), axis=0))
+    assert n_colours < len(np.unique(speckled[:, 150:300].reshape(-1, 3), axis=0))
+    assert n_colours < len(np.unique(original.reshape(-1, 3), axis=0)) / 20

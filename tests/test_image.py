@@ -1,5 +1,9 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import ndimage
 from skimage import color, data, io
 
 from skseg.image import (
@@ -76,3 +80,55 @@ def test_read_rgb_image(tmp_path):
         read_rgb_image(tmp_path / "text.png")
     with pytest.raises(ValueError, match="cannot read"):
         read_rgb_image(tmp_path / "missing.png")
+
+
+def _regions(label_map):
+    from skimage import measure
+
+    return measure.label(label_map, connectivity=1, background=-1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.int64, st.tuples(st.integers(1, 12), st.integers(1, 12)), elements=st.integers(0, 3)),
+    st.integers(0, 6),
+)
+def test_merge_small_regions_properties(label_map, min_size):
+    from skseg.image import merge_small_regions
+
+    merged = merge_small_regions(label_map, min_size)
+    regions = _regions(label_map)
+    sizes = np.bincount(regions.ravel())
+    for region in np.unique(regions):
+        inside = regions == region
+        if sizes[region] >= min_size or min_size <= 1:
+            # large regions keep their label
+            np.testing.assert_array_equal(merged[inside], label_map[inside])
+        else:
+            # a small region takes one label: one that a pixel next to it had before or
+            # after the merge (or keeps its own when it has no neighbour)
+            (value,) = np.unique(merged[inside])
+            ring = ndimage.binary_dilation(inside) & ~inside
+            if ring.any():
+                assert value in np.r_[label_map[ring], merged[ring]]
+            else:
+                assert value == label_map[inside][0]
+
+
+def test_merge_small_regions_takes_the_longest_border_and_checks_input():
+    from skseg.image import merge_small_regions
+
+    label_map = np.array(
+        [
+            [0, 0, 0, 0],
+            [0, 5, 5, 1],
+            [1, 1, 1, 1],
+        ]
+    )
+    # the 2-pixel region of 5 touches three pixels of 0 and three of 1: a tie goes to the
+    # smaller label
+    np.testing.assert_array_equal(merge_small_regions(label_map, 3)[1], [0, 0, 0, 1])
+    with pytest.raises(ValueError, match="2-D array of integer labels"):
+        merge_small_regions(np.zeros((2, 2, 2), int), 3)
+    with pytest.raises(ValueError, match="integer labels"):
+        merge_small_regions(np.zeros((2, 2)), 3)
