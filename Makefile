@@ -6,7 +6,7 @@ STAMP := $(VENV)/.skseg-installed
 CONSTRAINTS := requirements/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: install demo test unit docs docs-clean benchmark lint clean
+.PHONY: install demo test unit docs docs-clean benchmark readme-images lint clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ docs-clean:
 benchmark: $(STAMP)
 	$(PY) benchmarks/meanshift.py
 	$(PY) benchmarks/segnet.py $(if $(MNIST_HOME),--data-home $(MNIST_HOME))
+
+# the picture at the top of README.md
+readme-images: $(STAMP)
+	$(VENV)/bin/skseg segment --scale 0.5 --quiet -o docs/_static/readme_meanshift.png
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check skseg tests benchmarks examples

@@ -25,7 +25,7 @@ autodoc_default_options = {"members": True, "inherited-members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "sg_execution_times.rst"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "sg_execution_times.rst", "generated_benchmarks"]
 templates_path = ["_templates"]
 
 html_theme = "pydata_sphinx_theme"

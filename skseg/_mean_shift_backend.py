@@ -112,7 +112,8 @@ def _box_distances(q_lo, q_hi, s_lo, s_hi):
         below = s_lo[None, :, k] - q_hi[:, None, k]
         above = q_lo[:, None, k] - s_hi[None, :, k]
         near += np.maximum(np.maximum(below, above), 0.0) ** 2
-        far += np.maximum(s_hi[None, :, k] - q_lo[:, None, k], q_hi[:, None, k] - s_lo[None, :, k]) ** 2
+        reach = np.maximum(s_hi[None, :, k] - q_lo[:, None, k], q_hi[:, None, k] - s_lo[None, :, k])
+        far += reach**2
     return near, far
 
 

@@ -632,7 +632,7 @@ def main(argv=None):
     try:
         _check_arguments(args)
         return args.run(args)
-    except ValueError as exc:
+    except (ValueError, FloatingPointError) as exc:  # user errors, a diverged training
         print(f"skseg: error: {exc}", file=sys.stderr)
         return 2
 

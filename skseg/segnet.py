@@ -1,15 +1,20 @@
 """SegNet semantic segmentation as a scikit-learn estimator, built on skorch."""
 
+import contextlib
+import hashlib
 import itertools
+import json
 import math
 import time
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.util import img_as_float32
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
@@ -51,7 +56,14 @@ _SAVED_PARAMS = (
     "ignore_index",
     "test_time_shifts",
     "random_state",
+    "verbose",
 )
+
+#: what :meth:`SegNetSegmenter.save` writes under the ``"format"`` key, and the newest
+#: version of the file layout :meth:`SegNetSegmenter.load` reads (files from before the
+#: versions are read as version 0)
+FILE_FORMAT = "skseg.SegNetSegmenter"
+FILE_FORMAT_VERSION = 1
 
 
 class SegNetSegmenter(NeuralNet):
@@ -302,16 +314,41 @@ class SegNetSegmenter(NeuralNet):
             raise ValueError(
                 f"lr_schedule must be 'onecycle', 'wsd' or 'constant', got {self.lr_schedule!r}"
             )
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not (isinstance(self.lr, Real) and 0 < self.lr < math.inf):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, Real) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
+        convs = self.convs_per_block
+        per_level = [convs] if isinstance(convs, Integral) else convs
+        try:
+            valid = all(isinstance(n, Integral) and n >= 1 for n in per_level)
+        except TypeError:  # not iterable
+            valid = False
+        if not valid or (not isinstance(convs, Integral) and len(per_level) != self.depth):
+            raise ValueError(
+                f"convs_per_block must be an integer >= 1 or {self.depth} such integers (one "
+                f"per level), got {convs!r}"
+            )
         if self.mixed_precision not in (True, False, "auto"):
             raise ValueError(
                 f"mixed_precision must be True, False or 'auto', got {self.mixed_precision!r}"
             )
 
     def _check_X(self, X, reset):
+        # integer and boolean images are scaled as scikit-image's img_as_float does
+        # (uint8 by 255, uint16 by 65535, bool to 0 / 1), so that they match float images
+        dtype_kind = getattr(X, "dtype", np.dtype(float)).kind
+        if dtype_kind in "uib" and np.ndim(X) >= 3:
+            X = img_as_float32(np.asarray(X))
         # scikit-learn's own checks first: sparse, complex, object, empty, NaN / inf
         X = check_array(X, dtype=np.float32, allow_nd=True, input_name="X")
+        if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
+            raise ValueError(
+                f"X of shape {X.shape} looks like channels-last images (n, H, W, C); "
+                "SegNetSegmenter takes (n, C, H, W): pass X.transpose(0, 3, 1, 2)"
+            )
         flat = X.ndim == 2
         if self.image_shape is not None:
             shape = tuple(self.image_shape)
@@ -332,6 +369,12 @@ class SegNetSegmenter(NeuralNet):
                 f"the image_shape parameter, or pixels (n, n_features); got shape {X.shape}"
             )
         factor = 2**self.depth
+        if flat and self.image_shape is None and factor > 1 and X.shape[1] > 4:
+            raise ValueError(
+                f"X of shape {X.shape} is read as {len(X)} single pixels of {X.shape[1]} "
+                "channels, which cannot be pooled; pass images of shape (n, H, W) or "
+                "(n, C, H, W), or flattened images with image_shape=(H, W)"
+            )
         if X.shape[-2] % factor or X.shape[-1] % factor:
             raise ValueError(
                 f"image size {X.shape[-2]} x {X.shape[-1]} cannot be pooled {self.depth} "
@@ -505,11 +548,26 @@ class SegNetSegmenter(NeuralNet):
         else:
             self.classes_ = np.unique(check_integer_labels(classes, "classes"))
         encoded = self._encode(y)
-        if self.random_state is not None:
-            torch.manual_seed(self.random_state)
-        if not self.warm_start or not self.initialized_:
-            self.initialize()
-        return NeuralNet.partial_fit(self, X, encoded, **fit_params)
+        with self._own_torch_rng():
+            if not self.warm_start or not self.initialized_:
+                self.initialize()
+            return NeuralNet.partial_fit(self, X, encoded, **fit_params)
+
+    def _own_torch_rng(self):
+        """Seed torch from ``random_state`` inside, and leave the caller's generators as
+        they were outside (``random_state=None`` uses and advances them, as scikit-learn's
+        estimators use numpy's global generator)."""
+        if self.random_state is None:
+            return contextlib.nullcontext()
+        seed = self.random_state
+        if not isinstance(seed, Integral):
+            seed = check_random_state(seed).randint(2**31)
+        device = torch.device(self.device or "cpu")
+        devices = [device.index or 0] if device.type == "cuda" else []
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.random.fork_rng(devices=devices))
+        torch.manual_seed(int(seed))
+        return stack
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Continue training on ``X``, ``y`` (labels must be among ``classes_``).
@@ -555,12 +613,12 @@ class SegNetSegmenter(NeuralNet):
         check_is_fitted(self, "classes_")
         return self._check_X(X, reset=False)
 
-    def _restore_layout(self, out):
-        """Give per-pixel output ``(n, [classes,] H, W)`` the layout the input came in."""
+    def _restore_layout(self, out, X):
+        """Give per-pixel output ``(n, [classes,] H, W)`` the layout the input ``X`` had."""
         lead = out.shape[:-2]
         if self.image_shape is not None:
             return out.reshape(*lead, -1)  # flattened images in, flattened maps out
-        if self.image_shape_[1:] == (1, 1):
+        if np.ndim(X) == 2:
             return out.reshape(lead)  # pixel rows in, one value per pixel out
         return out
 
@@ -578,7 +636,7 @@ class SegNetSegmenter(NeuralNet):
             Labels from ``classes_``.
         """
         batches = [proba.argmax(1).numpy() for proba in self._proba_batches(X)]
-        return self._restore_layout(self.classes_[np.concatenate(batches)])
+        return self._restore_layout(self.classes_[np.concatenate(batches)], X)
 
     def predict_proba(self, X):
         """Class probabilities of every pixel.
@@ -595,14 +653,18 @@ class SegNetSegmenter(NeuralNet):
             ``image_shape``; ``(n, n_classes)`` for pixel rows).
         """
         batches = [proba.numpy() for proba in self._proba_batches(X)]
-        return self._restore_layout(np.concatenate(batches))
+        return self._restore_layout(np.concatenate(batches), X)
 
     def _proba_batches(self, X):
         """Softmax of every batch of ``X``, averaged over the test-time shifted copies."""
         X = self._prepare(X)
         period = 2**self.depth
         offsets = shift_offsets(self.test_time_shifts, period)
-        for Xb, _ in self.get_iterator(self.get_dataset(X), training=False):
+        # a DataLoader's iterator draws a seed from torch's generator when it starts:
+        # keep the caller's untouched
+        with torch.random.fork_rng(devices=[]):
+            batches = iter(self.get_iterator(self.get_dataset(X), training=False))
+        for Xb, _ in batches:
             Xb = Xb.to(self.device)
             height, width = Xb.shape[-2:]
             proba = 0
@@ -640,9 +702,14 @@ class SegNetSegmenter(NeuralNet):
     def save(self, path):
         """Save the trained estimator to one file that loads without running code.
 
-        Stores the simple constructor parameters, ``classes_``, the image shape and the
-        network's weights as tensors, for :meth:`load`. Classes passed as ``module``,
-        ``criterion`` or ``optimizer`` are not stored; pass them to :meth:`load` again.
+        Stores the simple constructor parameters (``verbose`` included), ``classes_``,
+        the image shape, the training ``history`` and the network's weights as tensors,
+        with a format name, a format version and a SHA-256 checksum of the weights, for
+        :meth:`load`. Classes passed as ``module``, ``criterion`` or ``optimizer`` are not
+        stored; pass them to :meth:`load` again.
+
+        Unlike this file, a pickle of the estimator (``pickle``, ``joblib``) runs code
+        from the file when it is loaded: load pickles only from sources you trust.
 
         Parameters
         ----------
@@ -654,12 +721,17 @@ class SegNetSegmenter(NeuralNet):
         for name in ("image_shape", "convs_per_block"):
             if isinstance(params[name], (tuple, list)):
                 params[name] = [int(v) for v in params[name]]
+        state = self.module_.state_dict()
         torch.save(
             {
+                "format": FILE_FORMAT,
+                "format_version": FILE_FORMAT_VERSION,
                 "params": params,
                 "classes": torch.as_tensor(self.classes_),
                 "image_shape": list(self.image_shape_),
-                "state_dict": self.module_.state_dict(),
+                "history": json.dumps(self.history.to_list(), default=float),
+                "state_dict": state,
+                "checksum": _weights_checksum(state),
             },
             path,
         )
@@ -669,7 +741,9 @@ class SegNetSegmenter(NeuralNet):
         """Load an estimator written by :meth:`save`.
 
         The file is read with ``torch.load(weights_only=True)``: it can only hold tensors
-        and plain values, never code.
+        and plain values, never code. A file that is not a model file of this class
+        (another torch file, a truncated or corrupted one, one written by a newer skseg)
+        raises a ``ValueError`` that says which.
 
         Parameters
         ----------
@@ -685,8 +759,8 @@ class SegNetSegmenter(NeuralNet):
         estimator : SegNetSegmenter
             Ready to predict.
         """
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        stored = saved["params"]
+        saved = _read_model_file(path)
+        stored = dict(saved["params"])
         stored.setdefault("input_thresholds", 0)  # files from before the parameters
         stored.setdefault("top_block", "unpool")
         for name in ("image_shape", "convs_per_block"):
@@ -698,14 +772,73 @@ class SegNetSegmenter(NeuralNet):
         estimator.image_shape_ = tuple(saved["image_shape"])
         estimator.n_features_in_ = math.prod(estimator.image_shape_)
         estimator.initialize()
-        estimator.module_.load_state_dict(saved["state_dict"])
+        try:
+            estimator.module_.load_state_dict(saved["state_dict"])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{path}: the weights do not fit the network the file's parameters build "
+                f"({exc})"
+            ) from exc
         estimator.module_.to(estimator.device)
+        if "history" in saved:
+            from skorch.history import History
+
+            estimator.history_ = History(json.loads(saved["history"]))
         return estimator
+
+    def _get_param_names(self):
+        # skorch lists its private bookkeeping (_params_to_validate) among the
+        # parameters; clone and get_params must see only the constructor's
+        return [name for name in super()._get_param_names() if not name.startswith("_")]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        # images (n, H, W) and label maps; estimator_type stays None: as a "classifier"
+        # scikit-learn's cross-validation would try to stratify on label maps
+        tags.input_tags.three_d_array = True
+        tags.target_tags.two_d_labels = True
         return tags
+
+
+def _weights_checksum(state_dict):
+    """SHA-256 of the names, dtypes, shapes and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_model_file(path):
+    """The dictionary :meth:`SegNetSegmenter.save` wrote, or a ValueError saying why not."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated, not a torch file, or holding code
+        raise ValueError(
+            f"{path} is not a SegNetSegmenter model file: it cannot be read as a file of "
+            f"tensors and plain values ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
+    if not isinstance(saved, dict) or not {"params", "state_dict"} <= saved.keys():
+        raise ValueError(
+            f"{path} is not a SegNetSegmenter model file (written by "
+            "SegNetSegmenter.save); for skorch's save_params files, build the estimator "
+            "and call load_params"
+        )
+    version = saved.get("format_version", 0)  # files from before the versions
+    if saved.get("format", FILE_FORMAT) != FILE_FORMAT:
+        raise ValueError(f"{path} holds a {saved['format']!r} file, not a SegNetSegmenter")
+    if not isinstance(version, int) or version > FILE_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was written in format version {version!r} by a newer skseg; this "
+            f"version reads up to {FILE_FORMAT_VERSION}: upgrade skseg to load it"
+        )
+    if version >= 1 and _weights_checksum(saved["state_dict"]) != saved.get("checksum"):
+        raise ValueError(f"{path} is corrupted: its weights do not match their checksum")
+    return saved
 
 
 def shift_offsets(n_shifts, period):

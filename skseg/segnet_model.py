@@ -1,6 +1,7 @@
 """A simplified SegNet: pooling indices carried from the encoder to the decoder."""
 
 import math
+from numbers import Integral
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,10 @@ def _conv_bn_relu(in_channels, out_channels, n_convs=1):
 
 
 def _per_level(convs_per_block, depth):
-    if isinstance(convs_per_block, int):
-        return [convs_per_block] * depth
+    if isinstance(convs_per_block, Integral):
+        if convs_per_block < 1:
+            raise ValueError(f"convs_per_block must be >= 1, got {convs_per_block!r}")
+        return [int(convs_per_block)] * depth
     convs = [int(n) for n in convs_per_block]
     if len(convs) != depth or min(convs, default=1) < 1:
         raise ValueError(

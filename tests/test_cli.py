@@ -216,7 +216,8 @@ def test_segment_writes_atomically_with_ordinary_permissions(tmp_path, capsys):
 def test_segment_warns_when_upsampling(tmp_path, capsys):
     path = tmp_path / "in.png"
     io.imsave(path, data.astronaut()[::64, ::64])
-    assert main(["segment", str(path), "--scale", "2", "--quiet", "-o", str(tmp_path / "o.png")]) == 0
+    out = tmp_path / "o.png"
+    assert main(["segment", str(path), "--scale", "2", "--quiet", "-o", str(out)]) == 0
     assert "upsamples" in capsys.readouterr().err
     assert io.imread(tmp_path / "o.png").shape == (16, 48, 3)
 

@@ -20,10 +20,6 @@ def _expected_failed_checks(estimator):
                 "skorch.NeuralNet.__init__ sets history_, initialized_ and virtual_params_, "
                 "which skorch's own machinery relies on"
             ),
-            "check_set_params": (
-                "skorch.NeuralNet lists its private _params_to_validate among the "
-                "parameters; setting it to the check's float breaks skorch's set_params"
-            ),
         }
     return {}
 

@@ -53,7 +53,7 @@ def test_scaling_and_offsetting_the_data_keeps_the_segments(scale, offset):
     np.testing.assert_array_equal(moved.labels_, reference.labels_)
 
 
-@pytest.mark.parametrize("lr", [float("inf"), 1e30])
+@pytest.mark.parametrize("lr", [1e30])
 def test_diverging_training_stops_with_an_error_and_no_model(lr):
     rng = np.random.default_rng(0)
     X = rng.random((8, 16, 16))
@@ -61,3 +61,161 @@ def test_diverging_training_stops_with_an_error_and_no_model(lr):
     seg = SegNetSegmenter(width=4, depth=1, lr=lr, max_epochs=2, verbose=0, random_state=0)
     with pytest.raises(FloatingPointError, match="training diverged.*lower lr"):
         seg.fit(X, y)
+
+
+# --------------------------------------------------------------------------- SegNet
+TINY = dict(width=4, depth=2, max_epochs=1, batch_size=8, verbose=0, random_state=0)
+
+
+def _images(n=8, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, size, size), dtype=np.float32)
+    return X, (X > 0.5).astype(int)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"convs_per_block": 0}, "convs_per_block must be an integer >= 1"),
+        ({"convs_per_block": (1,)}, "convs_per_block must be an integer >= 1 or 2 such"),
+        ({"convs_per_block": "2"}, "convs_per_block must be"),
+        ({"weight_decay": -1}, "weight_decay must be a finite number >= 0"),
+        ({"lr": float("nan")}, "lr must be a finite number > 0"),
+        ({"lr": float("inf")}, "lr must be a finite number > 0"),
+    ],
+)
+def test_bad_parameters_are_named_before_training(params, message):
+    X, y = _images()
+    with pytest.raises(ValueError, match=message):
+        SegNetSegmenter(**{**TINY, **params}).fit(X, y)
+
+
+def test_numpy_integers_work_as_parameters():
+    # a GridSearchCV grid from np.array([1, 2]) hands numpy integers to the estimator
+    X, y = _images()
+    params = {**TINY, "convs_per_block": np.int64(2), "width": np.int64(4)}
+    assert SegNetSegmenter(**params).fit(X, y).predict(X).shape == (8, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        (np.zeros((4, 16, 16, 3)), "looks like channels-last images"),
+        (np.zeros((4, 256)), "read as 4 single pixels of 256 channels"),
+        (np.full((4, 16, 16), np.nan), "NaN"),
+        (np.zeros((0, 16, 16)), "0 sample"),
+    ],
+)
+def test_layout_errors_say_what_was_expected(X, message):
+    y = np.zeros(X.shape[:1] + X.shape[1:3], dtype=int) if X.ndim > 2 else np.zeros(len(X), int)
+    with pytest.raises(ValueError, match=message):
+        SegNetSegmenter(**TINY).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "dtype, scale", [(np.uint8, 255), (np.uint16, 65535), (np.bool_, 1)]
+)
+def test_integer_and_boolean_images_are_scaled_like_img_as_float(dtype, scale):
+    X, y = _images()
+    model = SegNetSegmenter(**TINY).fit(X, y)
+    as_float = (np.round(X * scale) / scale).astype(np.float32)
+    as_int = np.round(X * scale).astype(dtype)
+    np.testing.assert_allclose(
+        model.predict_proba(as_int), model.predict_proba(as_float), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_one_pixel_images_keep_their_shape():
+    X, y = np.random.default_rng(0).random((6, 1, 1)), np.array([0, 1] * 3).reshape(6, 1, 1)
+    model = SegNetSegmenter(**{**TINY, "depth": 0}).fit(X, y)
+    assert model.predict(X).shape == (6, 1, 1)
+    assert model.predict(X.reshape(6, 1)).shape == (6,)  # pixel rows stay rows
+
+
+def test_fit_and_predict_leave_the_callers_torch_generator_alone():
+    import torch
+
+    X, y = _images()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    model = SegNetSegmenter(**TINY).fit(X, y)
+    model.predict(X)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+    # and the seed still makes fits repeatable
+    again = SegNetSegmenter(**TINY).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+
+
+def _saved_model(tmp_path):
+    X, y = _images()
+    path = tmp_path / "model.pt"
+    SegNetSegmenter(**{**TINY, "verbose": 0}).fit(X, y).save(path)
+    return path
+
+
+def _newer(path):
+    import torch
+
+    saved = torch.load(path, weights_only=True)
+    saved["format_version"] = 99
+    torch.save(saved, path)
+
+
+def _corrupt(path):
+    import torch
+
+    saved = torch.load(path, weights_only=True)
+    name = next(iter(saved["state_dict"]))
+    saved["state_dict"][name] = saved["state_dict"][name] + 1
+    torch.save(saved, path)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _foreign(path):
+    import torch
+
+    torch.save({"weights": torch.zeros(3)}, path)
+
+
+def _text(path):
+    path.write_text("hello, I am not a model\n")
+
+
+def _code(path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    path.write_bytes(pickle.dumps(Evil()))
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (_newer, "format version 99 by a newer skseg"),
+        (_corrupt, "corrupted: its weights do not match their checksum"),
+        (_truncate, "is not a SegNetSegmenter model file"),
+        (_foreign, "is not a SegNetSegmenter model file"),
+        (_text, "is not a SegNetSegmenter model file"),
+        (_code, "is not a SegNetSegmenter model file"),
+    ],
+)
+def test_load_names_what_is_wrong_with_the_file(spoil, message, tmp_path, capsys):
+    path = _saved_model(tmp_path)
+    spoil(path)
+    with pytest.raises(ValueError, match=message):
+        SegNetSegmenter.load(path)
+    assert "this ran" not in capsys.readouterr().out
+
+
+def test_saved_files_keep_verbose_and_history(tmp_path):
+    path = _saved_model(tmp_path)
+    loaded = SegNetSegmenter.load(path)
+    assert loaded.verbose == 0
+    assert len(loaded.history) == 1 and "train_loss" in loaded.history[-1]

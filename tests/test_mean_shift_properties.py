@@ -1,11 +1,10 @@
 """Hypothesis properties of mean-shift that hold for any input."""
 
 import numpy as np
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-import torch
 
 from skseg import MeanShiftSegmenter
 from skseg import _mean_shift_backend as backend

@@ -395,8 +395,9 @@ def test_save_and_load_round_trip_without_code(small_data, tmp_path):
     # a file that needs code to unpickle is refused
     evil = tmp_path / "evil.pt"
     torch.save({"params": FunctionTransformer()}, evil)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match="not a SegNetSegmenter model file") as error:
         SegNetSegmenter.load(evil)
+    assert isinstance(error.value.__cause__, pickle.UnpicklingError)
 
 
 def test_pickle_joblib_and_clone(small_data, tmp_path):
