@@ -7,7 +7,8 @@ and 2 (15,000, 60,000, 240,000 and 960,000 pixels). Methods:
   20 steps, float32) and ``algorithm="grid"`` (approximate);
 - skseg exact in float64 (the reference the float32 rows are compared with; the test
   suite checks float64 against a plain per-point loop of the algorithm);
-- scikit-learn ``MeanShift(bandwidth=2.5, bin_seeding=True)`` (flat kernel);
+- scikit-learn ``MeanShift(bandwidth=2.5, bin_seeding=True, max_iter=20, n_jobs=2)``
+  (flat kernel);
 - OpenCV ``pyrMeanShiftFiltering(sp=10, sr=10)`` on the RGB photo, when ``cv2`` is
   installed (``pip install opencv-python-headless``; a benchmark-only extra).
 
@@ -72,7 +73,8 @@ def run_method(method, pixels):
     if method == "sklearn":
         from sklearn.cluster import MeanShift
 
-        n_segments = len(MeanShift(bandwidth=BANDWIDTH, bin_seeding=True).fit(X).cluster_centers_)
+        flat = MeanShift(bandwidth=BANDWIDTH, bin_seeding=True, max_iter=STEPS, n_jobs=2)
+        n_segments = len(flat.fit(X).cluster_centers_)
     elif method == "opencv":
         import cv2
 

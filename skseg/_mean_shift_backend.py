@@ -129,7 +129,11 @@ class _Tree:
         self.min_weight = np.minimum.reduceat(weights_np, self.starts[:-1])
         self.order = torch.as_tensor(order, device=points.device)
         self.points = points[self.order]
-        self.log_weights = torch.log(weights[self.order])
+        # numpy's log: torch's gives the same element a last-bit different value
+        # depending on how its threads split the array
+        self.log_weights = torch.as_tensor(
+            np.log(weights_np).astype(points_np.dtype), device=points.device
+        )
 
     def __len__(self):
         return len(self.starts) - 1
@@ -321,11 +325,20 @@ def merge_coincident(points, weights, inverse, tol):
     n_groups = int(group.max()) + 1
     if n_groups == len(points):
         return points, weights, inverse
-    new_w = torch.zeros(n_groups, dtype=weights.dtype, device=weights.device)
-    new_w.index_add_(0, group, weights)
-    new_p = torch.zeros(n_groups, points.shape[1], dtype=points.dtype, device=points.device)
-    new_p.index_add_(0, group, points * weights[:, None])
-    return new_p / new_w[:, None], new_w, group[inverse]
+    # the sums run in numpy, one group after the other: torch's parallel index_add_ adds
+    # in a varying order, and blurring mean-shift amplifies such last-bit differences
+    # into different results from run to run
+    group_np = group.cpu().numpy()
+    order = np.argsort(group_np, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(group_np[order]) != 0])
+    w = weights.cpu().numpy()[order]
+    new_w = np.add.reduceat(w, starts)
+    new_p = np.add.reduceat(points.cpu().numpy()[order] * w[:, None], starts, axis=0)
+    new_p /= new_w[:, None]
+    device = points.device
+    return torch.as_tensor(new_p, device=device), torch.as_tensor(new_w, device=device), group[
+        inverse
+    ]
 
 
 def merge_tolerance(dtype):

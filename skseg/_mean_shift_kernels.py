@@ -104,7 +104,7 @@ def _gather(sources, log_w, s_starts, leaves, first, last, m):
     return buf
 
 
-@njit(inline="always", fastmath=True)
+@njit(fastmath=True, cache=True)
 def _add_3(queries, lo, buf, acc, active):
     """Add the buffer's weights and weighted differences to the sums of the active queries."""
     m = buf.shape[1]
@@ -121,7 +121,7 @@ def _add_3(queries, lo, buf, acc, active):
         acc[0, i], acc[1, i], acc[2, i], acc[3, i] = sw, s0, s1, s2
 
 
-@njit(inline="always", fastmath=True)
+@njit(fastmath=True, cache=True)
 def _add_5(queries, lo, buf, acc, active):
     """Add the buffer's weights and weighted differences to the sums of the active queries."""
     m = buf.shape[1]
@@ -190,7 +190,10 @@ def _settled(acc, i, tail_a, tail_b, tolerance):
     return tail_b * sw + tail_a * math.sqrt(norm2) <= tolerance * sw * sw
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+# No fast-math in the driver: vectorised exponentials in _tails round differently with
+# the alignment of their arrays, which moved the stopping points, and so the results,
+# from run to run. The sums (_add_3, _add_5) are compiled apart, with fast-math.
+@njit(parallel=True, cache=True)
 def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight, ptr,
            leaves, left_a, left_b, tolerance, out):
     """Parallel over query leaves: meet each leaf's list chunk by chunk, stop when settled."""

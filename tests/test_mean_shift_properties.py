@@ -120,3 +120,19 @@ def test_fused_kernel_against_brute_force(X, extra_dims, dtype, duplicate):
     ).numpy()
     rounding = 1e-4 if dtype == torch.float32 else 1e-12
     assert np.linalg.norm(got - expected, axis=1).max() <= tolerance + rounding
+
+
+def test_fused_kernel_is_deterministic(coffee_lab_small):
+    # the same inputs give bit-identical means, whatever memory was allocated in between
+    # (fast-math vectorisation can make the rounding depend on alignment)
+    import math
+
+    unique, counts = np.unique(coffee_lab_small, axis=0, return_counts=True)
+    points = torch.as_tensor((unique - unique.mean(0)) / (2.5 * math.sqrt(2)), dtype=torch.float32)
+    weights = torch.as_tensor(counts, dtype=torch.float32)
+    tolerance = backend.prune_tolerance(torch.float32)
+    first = backend.weighted_means(points, points, weights, tolerance, 512, same=True)
+    for size in range(1, 40, 7):
+        np.empty(1000 * size + 13)  # shift the allocator's state
+        again = backend.weighted_means(points, points, weights, tolerance, 512, same=True)
+        np.testing.assert_array_equal(again.numpy(), first.numpy())
