@@ -6,7 +6,7 @@ STAMP := $(VENV)/.skseg-installed
 CONSTRAINTS := requirements/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: install demo test unit docs docs-clean benchmark readme-images lint clean
+.PHONY: install demo test unit docs docs-clean benchmark assets lint clean
 
 install: $(STAMP)
 
@@ -41,9 +41,9 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/meanshift.py
 	$(PY) benchmarks/segnet.py $(if $(MNIST_HOME),--data-home $(MNIST_HOME))
 
-# the picture at the top of README.md
-readme-images: $(STAMP)
-	$(VENV)/bin/skseg segment --scale 0.5 --quiet -o docs/_static/readme_meanshift.png
+# the README's pictures and the gallery's SegNet model (trains for about 10 minutes)
+assets: $(STAMP)
+	$(PY) docs/make_assets.py $(if $(MNIST_HOME),--data-home $(MNIST_HOME))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check skseg tests benchmarks examples

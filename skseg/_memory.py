@@ -41,8 +41,10 @@ def keep_freed_memory(mmap_threshold=32 * 2**20, trim_threshold=2**31 - 1):
     Examples
     --------
     >>> from skseg._memory import keep_freed_memory
-    >>> keep_freed_memory() in (True, False)
-    True
+    >>> keep_freed_memory(mmap_threshold=-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: mmap_threshold must be an int in [0, 2**31), got -1
     """
     for name, value in [("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)]:
         if not isinstance(value, int) or not 0 <= value < 2**31:

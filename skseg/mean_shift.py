@@ -345,7 +345,9 @@ def silhouette_scorer(estimator, X, y=None, *, sample_size=2000):
     samples drawn with the estimator's ``random_state`` (the silhouette costs
     ``O(n^2)``). It rewards compact, well-separated segments and needs no ground truth,
     which makes :class:`~sklearn.model_selection.GridSearchCV` over ``bandwidth``
-    meaningful. A segmentation with a single segment, or with one segment per sample, has
+    meaningful. Give the search shuffled folds (``cv=KFold(5, shuffle=True)``): the
+    default folds are contiguous, and pixels in reading order or data sorted by cluster
+    then put whole segments in one fold, which can make the worst bandwidth win. A segmentation with a single segment, or with one segment per sample, has
     no silhouette; it scores ``-1``, the worst value, so the search never prefers it.
 
     Parameters

@@ -699,7 +699,7 @@ class SegNetSegmenter(NeuralNet):
         """
         return mean_iou(np.asarray(y), self.predict(X), ignore_index=self.ignore_index)
 
-    def save(self, path):
+    def save(self, path, *, weights_dtype=None):
         """Save the trained estimator to one file that loads without running code.
 
         Stores the simple constructor parameters (``verbose`` included), ``classes_``,
@@ -715,6 +715,11 @@ class SegNetSegmenter(NeuralNet):
         ----------
         path : str or path-like
             Target file (conventionally ``.pt``).
+
+        weights_dtype : torch.dtype or None, default=None
+            Store the floating-point weights in this dtype, e.g. ``torch.bfloat16`` for a
+            file half the size; :meth:`load` converts them back to the network's dtype.
+            ``None`` stores them as they are.
         """
         check_is_fitted(self, "classes_")
         params = {name: getattr(self, name) for name in _SAVED_PARAMS}
@@ -722,6 +727,11 @@ class SegNetSegmenter(NeuralNet):
             if isinstance(params[name], (tuple, list)):
                 params[name] = [int(v) for v in params[name]]
         state = self.module_.state_dict()
+        if weights_dtype is not None:
+            state = {
+                name: tensor.to(weights_dtype) if tensor.is_floating_point() else tensor
+                for name, tensor in state.items()
+            }
         torch.save(
             {
                 "format": FILE_FORMAT,

@@ -59,6 +59,38 @@ def _train(net, opt, steps=4):
         opt.step()
 
 
+@pytest.mark.parametrize("shape", [(6, 18), (18, 6), (8, 8)])
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_part_matches_torch_muon_on_matrices(shape, nesterov):
+    # torch.optim.Muon is the independent reference for 2-D parameters. Its momentum is
+    # an average (ours a sum: a constant factor apart, which the orthogonalisation
+    # removes), its lr is the Muon group's lr (ours lr * muon_lr_ratio), and it iterates
+    # in bfloat16, so every step must agree in direction and size to bfloat16's
+    # precision; a wrong momentum, transpose or scale would not
+    lr, ratio, momentum, decay = 1e-2, 8.0, 0.9, 0.05
+    weight = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
+    ours, theirs = nn.Parameter(weight.clone()), nn.Parameter(weight.clone())
+    opt = Muon(
+        [ours], lr=lr, muon_lr_ratio=ratio, momentum=momentum, nesterov=nesterov,
+        weight_decay=decay,
+    )
+    reference = torch.optim.Muon(
+        [theirs], lr=lr * ratio, momentum=momentum, nesterov=nesterov, weight_decay=decay
+    )
+    generator = torch.Generator().manual_seed(6)
+    for _ in range(4):
+        grad = torch.randn(*shape, generator=generator)
+        before = theirs.detach().clone()
+        ours.data.copy_(before)
+        ours.grad, theirs.grad = grad.clone(), grad.clone()
+        opt.step()
+        reference.step()
+        step, expected = (ours - before).detach().ravel(), (theirs - before).detach().ravel()
+        cosine = torch.dot(step, expected) / (step.norm() * expected.norm())
+        assert cosine > 0.995
+        assert float(step.norm()) == pytest.approx(float(expected.norm()), rel=0.03)
+
+
 def test_adamw_part_matches_torch_adamw():
     net, reference = _net(), _net()
     kwargs = dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)
