@@ -48,8 +48,8 @@ class PlannedLRSchedule(Callback):
 
     The schedule is the net's ``lr_schedule``: ``"onecycle"``
     (:class:`torch.optim.lr_scheduler.OneCycleLR`) or ``"wsd"``
-    (:class:`~skseg.optim.WarmupStableDecayLR`), peaking at the net's ``lr`` and stepped
-    every batch; the callback is inactive for ``"constant"``.
+    (:class:`~skseg.optim.WarmupStableDecayLR`), each parameter group peaking at its own
+    learning rate (the net's ``lr`` unless the group sets one) and stepped every batch; the callback is inactive for ``"constant"``.
     :meth:`~skseg.SegNetSegmenter.fit` starts a schedule of ``max_epochs`` epochs; calls
     of ``partial_fit(X, y, epochs=k)`` continue it, so fresh data can be streamed in
     epoch by epoch under one schedule. A call after the schedule has ended starts a new
@@ -77,14 +77,21 @@ class PlannedLRSchedule(Callback):
 
     def initialize(self):
         self.scheduler_ = None
+        self.peak_lrs_ = None
         self.epochs_begun_ = self.steps_done_ = 0
         return self
 
     def _scheduler(self, net, total_steps, step=0):
+        if getattr(self, "peak_lrs_", None) is None or len(self.peak_lrs_) != len(
+            net.optimizer_.param_groups
+        ):
+            # every parameter group peaks at its own rate (``net.lr`` unless the group set
+            # another), read before any schedule has changed it
+            self.peak_lrs_ = [group["lr"] for group in net.optimizer_.param_groups]
         if net.lr_schedule == "wsd":
             scheduler = WarmupStableDecayLR(
                 net.optimizer_,
-                max_lr=net.lr,
+                max_lr=self.peak_lrs_,
                 total_steps=total_steps,
                 warmup=self.warmup,
                 decay=self.decay,
@@ -95,7 +102,10 @@ class PlannedLRSchedule(Callback):
                 # torch divides by zero when the warm-up would end exactly at step 0
                 pct_start *= 1 + 1e-6
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                net.optimizer_, max_lr=net.lr, total_steps=total_steps, pct_start=pct_start
+                net.optimizer_,
+                max_lr=self.peak_lrs_,
+                total_steps=total_steps,
+                pct_start=pct_start,
             )
         if step:  # continue from `step`: set the rate (and momentum) of that step
             scheduler.last_epoch = step - 1

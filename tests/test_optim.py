@@ -5,6 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from skorch.callbacks import Callback
 from torch import nn
 
 from skseg import SegNetSegmenter
@@ -376,3 +377,32 @@ def test_warmup_stable_decay_names_invalid_parameters(kwargs, name):
     kwargs = {"max_lr": 1.0, "total_steps": 10, **kwargs}
     with pytest.raises(ValueError, match=name):
         WarmupStableDecayLR(optimizer, **kwargs)
+
+
+class _RecordGroupRates(Callback):
+    def initialize(self):
+        self.rates_ = []
+        return self
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        if training:
+            self.rates_.append([group["lr"] for group in net.optimizer_.param_groups])
+
+
+@pytest.mark.parametrize("lr_schedule", ["onecycle", "wsd"])
+def test_every_parameter_group_keeps_its_own_peak_rate(lr_schedule):
+    # a group with its own lr (here the first encoder block at 10x) must peak at that
+    # rate under either schedule, not at the net's lr
+    digits, labels = load_digits_standin()
+    X, y = make_multidigit_mnist(
+        32, digits=digits, labels=labels, image_size=32, max_digits=1, random_state=0
+    )
+    recorder = _RecordGroupRates()
+    SegNetSegmenter(
+        width=4, depth=2, lr=1e-3, max_epochs=2, batch_size=8, lr_schedule=lr_schedule,
+        validation_fraction=0, verbose=0, random_state=0,
+        optimizer__param_groups=[("encoders.0.*", {"lr": 1e-2})],
+        callbacks=[("record", recorder)],
+    ).fit(X, y)
+    peaks = np.max(recorder.rates_, axis=0)
+    np.testing.assert_allclose(peaks, [1e-2, 1e-3], rtol=0.05)  # sampled after each step
