@@ -1,5 +1,8 @@
 """Choosing the torch device an estimator runs on."""
 
+import functools
+from pathlib import Path
+
 import torch
 
 
@@ -72,5 +75,18 @@ def has_fast_bfloat16(device):
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags():
+    """The CPU's feature flags as Linux lists them (empty elsewhere: torch has no public
+    way to ask for bfloat16 support, and float32 is the safe choice)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()

@@ -119,7 +119,8 @@ def _train_segnet(args):
     from .metrics import iou_per_class
 
     start = time.perf_counter()
-    keep_freed_memory()  # no page faults for the activations freed and taken every step
+    if args.keep_freed_memory:
+        keep_freed_memory()  # no page faults for the activations freed and taken every step
     if isinstance(args.n_train, list) and len(args.n_train) != args.epochs:
         raise ValueError(
             f"--n-train gives the images of {len(args.n_train)} epochs, --epochs asks for "
@@ -577,6 +578,13 @@ def build_parser():
         default="auto",
         help="bfloat16 autocast or float32; default auto: bfloat16 where the CPU or GPU "
         "has it natively (AMX, AVX-512 BF16, Ampere or later), float32 elsewhere",
+    )
+    train.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="ask glibc's malloc to keep freed memory for the next training step instead "
+        "of returning it to the system (10-15 %% shorter steps on some virtual machines; "
+        "acts on the whole process)",
     )
     train.add_argument("--device", default="cpu")
     train.add_argument("--seed", type=int, default=0)

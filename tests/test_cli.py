@@ -93,7 +93,10 @@ def test_train_segnet_on_the_offline_standin(tmp_path, capsys, monkeypatch):
     out = tmp_path / "model.pt"
     with pytest.warns(StandInWarning):
         assert main(_train_args(tmp_path, out)) == 0
-    assert calls == [True]  # the command keeps freed memory for the next training step
+    assert calls == []  # the allocator setting is opt-in
+    with pytest.warns(StandInWarning):
+        assert main([*_train_args(tmp_path, out), "--keep-freed-memory"]) == 0
+    assert calls == [True]
     printed = capsys.readouterr().out
     assert "held-out mean IoU" in printed and "per-class IoU" in printed
     assert SegNetSegmenter.load(out).predict(np.zeros((1, 64, 64))).shape == (1, 64, 64)
