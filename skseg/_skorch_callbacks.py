@@ -49,7 +49,8 @@ class PlannedLRSchedule(Callback):
     The schedule is the net's ``lr_schedule``: ``"onecycle"``
     (:class:`torch.optim.lr_scheduler.OneCycleLR`) or ``"wsd"``
     (:class:`~skseg.optim.WarmupStableDecayLR`), each parameter group peaking at its own
-    learning rate (the net's ``lr`` unless the group sets one) and stepped every batch; the callback is inactive for ``"constant"``.
+    learning rate (the net's ``lr`` unless the group sets one) and stepped every batch;
+    the callback is inactive for ``"constant"``.
     :meth:`~skseg.SegNetSegmenter.fit` starts a schedule of ``max_epochs`` epochs; calls
     of ``partial_fit(X, y, epochs=k)`` continue it, so fresh data can be streamed in
     epoch by epoch under one schedule. A call after the schedule has ended starts a new

@@ -347,7 +347,8 @@ def silhouette_scorer(estimator, X, y=None, *, sample_size=2000):
     which makes :class:`~sklearn.model_selection.GridSearchCV` over ``bandwidth``
     meaningful. Give the search shuffled folds (``cv=KFold(5, shuffle=True)``): the
     default folds are contiguous, and pixels in reading order or data sorted by cluster
-    then put whole segments in one fold, which can make the worst bandwidth win. A segmentation with a single segment, or with one segment per sample, has
+    then put whole segments in one fold, which can make the worst bandwidth win. A
+    segmentation with a single segment, or with one segment per sample, has
     no silhouette; it scores ``-1``, the worst value, so the search never prefers it.
 
     Parameters

@@ -15,6 +15,12 @@ from skimage.util import img_as_float32
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_array, check_is_fitted
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
@@ -232,6 +238,29 @@ class SegNetSegmenter(NeuralNet):
     True
     """
 
+    _parameter_constraints: dict = {
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "depth": [Interval(Integral, 0, None, closed="left")],
+        "convs_per_block": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "encoder_skip": ["boolean"],
+        "input_skip": ["boolean"],
+        "input_thresholds": [Interval(Integral, 0, None, closed="left")],
+        "top_block": [StrOptions(set(TOP_BLOCKS))],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "lr_schedule": [StrOptions({"onecycle", "wsd", "constant"})],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "mixed_precision": ["boolean", StrOptions({"auto"})],
+        "channels_last": ["boolean"],
+        "image_shape": [None, tuple, list],
+        "ignore_index": [Integral],
+        "test_time_shifts": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         module=SegNetLite,
@@ -293,47 +322,17 @@ class SegNetSegmenter(NeuralNet):
 
     # ----------------------------------------------------------------- validation
     def _check_params(self):
-        for name, low in [
-            ("width", 1),
-            ("depth", 0),
-            ("input_thresholds", 0),
-            ("max_epochs", 0),
-            ("batch_size", 1),
-            ("test_time_shifts", 0),
-        ]:
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction!r}"
-            )
-        if self.top_block not in TOP_BLOCKS:
-            raise ValueError(f"top_block must be 'unpool' or 'upsample', got {self.top_block!r}")
-        if self.lr_schedule not in ("onecycle", "wsd", "constant"):
-            raise ValueError(
-                f"lr_schedule must be 'onecycle', 'wsd' or 'constant', got {self.lr_schedule!r}"
-            )
-        if not (isinstance(self.lr, Real) and 0 < self.lr < math.inf):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, Real) and 0 <= self.weight_decay < math.inf):
-            raise ValueError(
-                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
-            )
+        params = {name: getattr(self, name) for name in self._parameter_constraints}
+        validate_parameter_constraints(
+            self._parameter_constraints, params, caller_name=type(self).__name__
+        )
         convs = self.convs_per_block
-        per_level = [convs] if isinstance(convs, Integral) else convs
-        try:
-            valid = all(isinstance(n, Integral) and n >= 1 for n in per_level)
-        except TypeError:  # not iterable
-            valid = False
-        if not valid or (not isinstance(convs, Integral) and len(per_level) != self.depth):
-            raise ValueError(
-                f"convs_per_block must be an integer >= 1 or {self.depth} such integers (one "
-                f"per level), got {convs!r}"
-            )
-        if self.mixed_precision not in (True, False, "auto"):
-            raise ValueError(
-                f"mixed_precision must be True, False or 'auto', got {self.mixed_precision!r}"
+        if not isinstance(convs, Integral) and (
+            len(convs) != self.depth or not all(isinstance(n, Integral) and n >= 1 for n in convs)
+        ):
+            raise InvalidParameterError(
+                f"The 'convs_per_block' parameter of {type(self).__name__} must be an int >= 1 "
+                f"or a sequence of depth={self.depth} such ints. Got {convs!r} instead."
             )
 
     def _check_X(self, X, reset):

@@ -76,17 +76,19 @@ def _images(n=8, size=16, seed=0):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"convs_per_block": 0}, "convs_per_block must be an integer >= 1"),
-        ({"convs_per_block": (1,)}, "convs_per_block must be an integer >= 1 or 2 such"),
-        ({"convs_per_block": "2"}, "convs_per_block must be"),
-        ({"weight_decay": -1}, "weight_decay must be a finite number >= 0"),
-        ({"lr": float("nan")}, "lr must be a finite number > 0"),
-        ({"lr": float("inf")}, "lr must be a finite number > 0"),
+        ({"convs_per_block": 0}, "'convs_per_block' parameter .* must be an int in the range"),
+        ({"convs_per_block": (1,)}, "'convs_per_block' .* sequence of depth=2 such ints"),
+        ({"convs_per_block": "2"}, "'convs_per_block' parameter of SegNetSegmenter must be"),
+        ({"weight_decay": -1}, "'weight_decay' parameter .* must be a float in the range"),
+        ({"lr": float("nan")}, "'lr' parameter .* must be a float in the range \\(0.0, inf\\)"),
+        ({"lr": float("inf")}, "'lr' parameter .* must be a float in the range \\(0.0, inf\\)"),
     ],
 )
 def test_bad_parameters_are_named_before_training(params, message):
+    from sklearn.utils._param_validation import InvalidParameterError
+
     X, y = _images()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidParameterError, match=message):
         SegNetSegmenter(**{**TINY, **params}).fit(X, y)
 
 

@@ -480,7 +480,7 @@ def test_native_bfloat16_on_cuda_from_ampere_on(monkeypatch, capability, native)
 
 def test_mixed_precision_must_be_bool_or_auto(small_data):
     X, y = small_data
-    with pytest.raises(ValueError, match="mixed_precision must be True, False or 'auto'"):
+    with pytest.raises(ValueError, match="'mixed_precision' parameter .* instance of 'bool'"):
         SegNetSegmenter(mixed_precision="bf16", **TINY).fit(X[:4], y[:4])
 
 
@@ -573,13 +573,13 @@ def test_warmup_stable_decay_spans_partial_fit_calls_and_re_plans(small_data):
 
 def test_unknown_top_block_is_named(small_data):
     X, y = small_data
-    with pytest.raises(ValueError, match="top_block must be 'unpool' or 'upsample'"):
+    with pytest.raises(ValueError, match="'top_block' parameter .* must be a str among"):
         SegNetSegmenter(top_block="nearest", **TINY).fit(X[:4], y[:4])
 
 
 def test_unknown_lr_schedule_is_named(small_data):
     X, y = small_data
-    with pytest.raises(ValueError, match="lr_schedule must be 'onecycle', 'wsd' or 'constant'"):
+    with pytest.raises(ValueError, match="'lr_schedule' parameter .* must be a str among"):
         SegNetSegmenter(lr_schedule="cosine", **TINY).fit(X[:4], y[:4])
 
 
