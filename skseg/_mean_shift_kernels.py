@@ -187,7 +187,8 @@ def _settled(acc, i, tail_a, tail_b, tolerance):
     norm2 = 0.0
     for k in range(1, acc.shape[0]):
         norm2 += np.float64(acc[k, i]) ** 2
-    return tail_b * sw + tail_a * math.sqrt(norm2) <= tolerance * sw * sw
+    # no weight yet (every source met so far underflowed): not settled
+    return sw > 0 and tail_b * sw + tail_a * math.sqrt(norm2) <= tolerance * sw * sw
 
 
 # No fast-math in the driver: vectorised exponentials in _tails round differently with

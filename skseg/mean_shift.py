@@ -127,12 +127,12 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
        whose positions agree to within a few hundred float ulps (``1e-4`` scaled units in
        float32, ``1e-11`` in float64) have collapsed together; a blurring step moves
        coincident points identically, so they are merged into one weighted point.
-    2. *Error-bounded pruning.* Points are ordered along a k-d tree. Every leaf of
-       queries meets only the source leaves it needs: the others are skipped while a
-       bound on how far their weight could move any query (from the leaves' bounding
-       boxes and total weights) stays within ``1e-3`` bandwidths per step in float32
-       (``1e-11`` in float64). Over 20 steps that is at most ``0.02`` bandwidths,
-       ``0.05`` Lab units at the default bandwidth.
+    2. *Error-bounded pruning.* Points are ordered along a k-d tree. Every query meets
+       the source leaves nearest first and stops once a bound on how far the rest could
+       move it (from the leaves' bounding boxes and weights, and the exact weight met so
+       far) is within ``1e-4`` bandwidths per step in float32 (``1e-11`` in float64).
+       Over 20 steps that is at most ``0.002`` bandwidths, ``0.005`` Lab units at the
+       default bandwidth.
     3. *Fused kernels.* On the CPU (up to five features) the distance, the exponential
        and the weighted sums of every listed pair are computed in registers by numba
        kernels, never stored. On CUDA (and for more features) one block of exponents at

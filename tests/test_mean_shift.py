@@ -65,7 +65,8 @@ def _clusters_far_apart_of_very_different_sizes(dim=2):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("dim", [2, 5])
-def test_pruned_leaf_lists_stay_within_the_tolerance(dtype, dim):
+def test_pruned_leaf_lists_stay_within_the_tolerance(dtype, dim, monkeypatch):
+    monkeypatch.setattr(backend, "LEAF_SIZE", 64)  # enough leaves to prune
     Y = _clusters_far_apart_of_very_different_sizes(dim)
     w = np.random.default_rng(1).integers(1, 4, size=len(Y)).astype(np.float64)
     expected = _dense_weighted_means(Y, w)
@@ -101,7 +102,8 @@ def test_torch_kernel_matches_the_fused_kernel(coffee_lab_small, monkeypatch):
     np.testing.assert_allclose(blocked.shifted_points_, fused.shifted_points_, atol=1e-9)
 
 
-def test_standard_pruning_against_dense_queries():
+def test_standard_pruning_against_dense_queries(monkeypatch):
+    monkeypatch.setattr(backend, "LEAF_SIZE", 64)  # enough leaves to prune
     Y = _clusters_far_apart_of_very_different_sizes()
     w = np.ones(len(Y))
     queries = Y[::7] + 0.2
@@ -126,8 +128,9 @@ def test_leaf_pruning_memory_grows_with_the_block_not_the_points(monkeypatch):
         return near, far
 
     monkeypatch.setattr(backend, "_box_distances", recording_box_distances)
+    monkeypatch.setattr(backend, "LEAF_SIZE", 64)  # more leaves than one block of lists
     MeanShiftSegmenter(max_iter=1, device="cpu").fit(X)
-    n_leaves = len(backend.kd_leaves(X)[1]) - 1
+    n_leaves = len(backend.kd_leaves(X, 64)[1]) - 1
     assert n_leaves > backend.LIST_BLOCK
     assert shapes and all(rows <= backend.LIST_BLOCK for rows, _ in shapes)
     assert max(columns for _, columns in shapes) == n_leaves
