@@ -1,0 +1,90 @@
+"""Extreme and hostile inputs to MeanShiftSegmenter: a correct answer or an error that
+names the cause.
+
+Mean-shift must stay finite at any bandwidth the working precision can represent and
+agree with itself under scaling and translation of the data.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from skseg import MeanShiftSegmenter
+
+# three well-separated blobs of 20 distinct points each, spread 0.1 within a blob
+_RNG = np.random.default_rng(0)
+BLOBS = np.concatenate([c + 0.1 * _RNG.normal(size=(20, 2)) for c in ([0, 0], [10, 0], [0, 10])])
+
+
+@pytest.mark.parametrize(
+    "bandwidth, dtype, n_segments",
+    [
+        (1e-3, "float32", 60),  # every point alone: no NaN from all-underflowing weights
+        (1e-9, "float32", 60),
+        (1e-12, "float64", 60),
+        (1e-100, "float64", 60),
+        (1.0, "float32", 3),
+        (3e38, "float32", 1),  # larger than bandwidth * sqrt(2) can hold in float32
+        (1e300, "float64", 1),
+    ],
+)
+def test_any_representable_bandwidth_gives_finite_points(bandwidth, dtype, n_segments):
+    ms = MeanShiftSegmenter(bandwidth=bandwidth, dtype=dtype, max_iter=5).fit(BLOBS)
+    assert np.isfinite(ms.shifted_points_).all()
+    assert len(ms.cluster_centers_) == n_segments
+
+
+@pytest.mark.parametrize("bandwidth, dtype", [(1e-40, "float32"), (1e-300, "float64")])
+def test_a_bandwidth_below_what_the_dtype_holds_is_named(bandwidth, dtype):
+    with pytest.raises(ValueError, match=f"bandwidth={bandwidth:g} is too small for {dtype}"):
+        MeanShiftSegmenter(bandwidth=bandwidth, dtype=dtype).fit(BLOBS)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.sampled_from([1e-30, 1e-6, 1e6, 1e30, 1e100]),
+    st.sampled_from([0.0, 1e4, -1e7, 1e10]),
+)
+def test_scaling_and_offsetting_the_data_keeps_the_segments(scale, offset):
+    # float64: the offsets are far beyond what float32 resolves at this spread
+    reference = MeanShiftSegmenter(bandwidth=1.0, dtype="float64").fit(BLOBS)
+    moved = MeanShiftSegmenter(bandwidth=scale, dtype="float64").fit(BLOBS * scale + offset * scale)
+    np.testing.assert_array_equal(moved.labels_, reference.labels_)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(
+        st.sampled_from([np.float64, np.float32, np.int64, np.uint8, np.int8]),
+        st.tuples(st.integers(1, 30), st.integers(1, 5)),
+        elements=st.integers(0, 100),
+    ),
+    st.floats(1e-6, 1e6),
+    st.sampled_from(["float32", "float64"]),
+)
+def test_any_finite_numeric_input_gives_finite_segments(X, bandwidth, dtype):
+    ms = MeanShiftSegmenter(bandwidth=bandwidth, dtype=dtype, max_iter=5).fit(X)
+    assert np.isfinite(ms.shifted_points_).all()
+    assert 1 <= len(ms.cluster_centers_) <= len(np.unique(X, axis=0))
+    np.testing.assert_array_equal(ms.predict(X), ms.labels_)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 20), st.integers(1, 3)),
+        elements=st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e300, -1e300])
+        ),
+    )
+)
+def test_extreme_values_give_finite_segments_or_a_named_error(X):
+    try:
+        ms = MeanShiftSegmenter(dtype="float64", max_iter=3).fit(X)
+    except ValueError as error:
+        assert any(word in str(error) for word in ("NaN", "infinity", "too small", "too large"))
+    else:
+        assert np.isfinite(ms.shifted_points_).all()
