@@ -527,7 +527,7 @@ def build_parser():
         type=_non_negative_int,
         default=4,
         help="learnable intensity thresholds in the input skip (default 4; 0 feeds the "
-        "image alone, the recipe before them)",
+        "image alone)",
     )
     train.add_argument(
         "--top-block",
@@ -535,7 +535,7 @@ def build_parser():
         default="upsample",
         help="default upsample: class scores at half resolution, upsampled, plus per-pixel "
         "scores from the input skip (trains about 1.5x the images per second); unpool: "
-        "SegNet's decoder block at full resolution, the recipe before",
+        "SegNet's decoder block at full resolution",
     )
     train.add_argument(
         "--batch-size",
@@ -563,7 +563,7 @@ def build_parser():
         default="wsd",
         help="default wsd: warm up over a tenth of the steps, hold the peak, decay "
         "linearly to zero over the last 30 %% (skseg.optim.WarmupStableDecayLR); "
-        "onecycle: torch's one-cycle schedule, the recipe before",
+        "onecycle: torch's one-cycle schedule",
     )
     train.add_argument(
         "--test-time-shifts",
