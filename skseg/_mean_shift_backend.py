@@ -312,17 +312,7 @@ def merge_coincident(points, weights, inverse, tol):
     # cell indices, computed in float64 so that huge scaled coordinates (tiny bandwidths)
     # cannot overflow
     keys = np.round(points.detach().cpu().numpy().astype(np.float64) / tol)
-    keys -= keys.min(axis=0)
-    spans = (keys.max(axis=0) + 1).tolist()
-    if math.prod(spans) < 2**62:
-        # one integer per cell: a 1-d unique is much faster than a row-wise one
-        cells = keys.astype(np.int64) @ np.array(
-            [math.prod(spans[k + 1 :]) for k in range(len(spans))], dtype=np.int64
-        )
-        _, group_np = np.unique(cells, return_inverse=True)
-    else:
-        _, group_np = np.unique(keys, axis=0, return_inverse=True)
-    group_np = group_np.reshape(-1)
+    group_np = _row_groups(keys)
     n_groups = int(group_np.max()) + 1
     if n_groups == len(points):
         return points, weights, inverse
@@ -339,6 +329,22 @@ def merge_coincident(points, weights, inverse, tol):
     device = points.device
     new_p, new_w = torch.as_tensor(new_p, device=device), torch.as_tensor(new_w, device=device)
     return new_p, new_w, group[inverse]
+
+
+def _row_groups(keys):
+    """Index of every row of ``keys`` among the distinct rows, in sorted order.
+
+    The same as ``np.unique(keys, axis=0, return_inverse=True)[1]``, but one column at a
+    time with 1-d uniques (several times faster): the group of the columns so far and
+    the next column's rank combine into one integer below ``n**2``, which is ranked
+    again.
+    """
+    _, group = np.unique(keys[:, 0], return_inverse=True)
+    for column in keys.T[1:]:
+        values, rank = np.unique(column, return_inverse=True)
+        combined = group.reshape(-1) * len(values) + rank.reshape(-1)
+        _, group = np.unique(combined, return_inverse=True)
+    return group.reshape(-1)
 
 
 def merge_tolerance(dtype):
@@ -377,16 +383,20 @@ def run_mean_shift(
     # exact duplicates are one weighted point: they would move identically anyway. The
     # unique rows come sorted, so nothing below depends on the order of the samples.
     unique, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
-    origin = counts @ unique / len(X)
+    # centred on the middle of the data's box (halves first: no overflow near the
+    # largest floats); what cannot be represented is caught below
+    origin = unique.min(axis=0) / 2 + unique.max(axis=0) / 2
     inverse = torch.as_tensor(inverse.reshape(-1), device=device)
-    points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
+    with np.errstate(over="ignore", invalid="ignore"):
+        points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
     # squared distances must stay finite in the working dtype
     limit = math.sqrt(torch.finfo(dtype).max) / (4 * math.sqrt(X.shape[1]))
+    with np.errstate(over="ignore"):
+        span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
     if not torch.isfinite(points).all() or points.abs().max() > limit:
         raise ValueError(
             f"bandwidth={bandwidth:g} is too small for {str(dtype).split('.')[-1]}: the data "
-            f"span {np.ptp(unique, axis=0).max():g} in one feature, "
-            f"{np.ptp(unique, axis=0).max() / bandwidth:g} bandwidths, more than it can "
+            f"span {span:g} in one feature, {span / bandwidth:g} bandwidths, more than it can "
             "hold; use a larger bandwidth or dtype='float64'"
         )
     weights = torch.as_tensor(counts, dtype=dtype, device=device)

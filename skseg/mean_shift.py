@@ -314,25 +314,32 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 def _nearest(X, centres):
     """Index of the nearest of ``centres`` for every row of ``X``.
 
-    Both are centred on the centres' mean first: the distances come from dot products,
-    which cancel catastrophically on data far from the origin (e.g. offset by ``1e10``).
+    Both are centred on the middle of the centres' box first: the distances come from dot
+    products, which cancel catastrophically on data far from the origin (e.g. offset by
+    ``1e10``).
     """
-    origin = centres.mean(axis=0)
+    origin = _middle(centres)
     return pairwise_distances_argmin(
         (X - origin).astype(X.dtype, copy=False), (centres - origin).astype(X.dtype, copy=False)
     )
 
 
+def _middle(points):
+    """The centre of the points' bounding box, without overflow near the largest floats."""
+    return points.min(axis=0) / 2 + points.max(axis=0) / 2
+
+
 def _segment_modes(shifted, radius):
     """Group shifted points closer than ``radius``; return each group's mean position."""
     unique, inverse, counts = np.unique(shifted, axis=0, return_inverse=True, return_counts=True)
-    origin = unique.mean(axis=0)  # centred, as in _nearest
-    graph = radius_neighbors_graph(unique - origin, radius, mode="connectivity", include_self=False)
+    origin = _middle(unique)  # centred, as in _nearest
+    centred = unique - origin
+    graph = radius_neighbors_graph(centred, radius, mode="connectivity", include_self=False)
     n_groups, group = connected_components(graph, directed=False)
     totals = np.zeros((n_groups, shifted.shape[1]))
-    np.add.at(totals, group, unique * counts[:, None])
+    np.add.at(totals, group, centred * counts[:, None])
     sizes = np.bincount(group, weights=counts, minlength=n_groups)
-    modes = totals / sizes[:, None]
+    modes = origin + totals / sizes[:, None]
     # a deterministic order that does not depend on the order of the samples
     return modes[np.lexsort(modes.T[::-1])]
 

@@ -136,3 +136,16 @@ def test_fused_kernel_is_deterministic(coffee_lab_small):
         np.empty(1000 * size + 13)  # shift the allocator's state
         again = backend.weighted_means(points, points, weights, tolerance, 512, same=True)
         np.testing.assert_array_equal(again.numpy(), first.numpy())
+
+
+@SETTINGS
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 60), st.integers(1, 5)),
+        elements=st.sampled_from([0.0, 1.0, 2.0, -3.0, 1e300]),
+    )
+)
+def test_row_groups_match_numpys_row_unique(keys):
+    expected = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
+    np.testing.assert_array_equal(backend._row_groups(keys), expected)
