@@ -415,13 +415,16 @@ def run_mean_shift(
             new = weighted_means(points, sources, source_weights, tolerance, batch_size)
         else:
             new = weighted_means(points, points, weights, tolerance, batch_size, same=True)
-        shift = torch.linalg.vector_norm(new - points, dim=1).max().item() * scale
+        if tol > 0:
+            settled = torch.linalg.vector_norm(new - points, dim=1).max().item() * scale <= tol
+        else:  # an exact fixed point, checked without computing the moves
+            settled = torch.equal(new, points)
         points = new
         n_iter = step + 1
         points, weights, inverse = merge_coincident(points, weights, inverse, merge_tol)
         if progress is not None:
             progress(step, len(points))
-        if shift <= tol:
+        if settled:
             break
     if not torch.isfinite(points).all():  # pragma: no cover - guarded by the checks above
         raise FloatingPointError("mean-shift produced non-finite points")

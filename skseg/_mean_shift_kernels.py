@@ -20,6 +20,7 @@ fewer features are padded with zeros.
 
 import math
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -279,17 +280,20 @@ def leaf_list_means(
 
     out = np.empty((width, n), dtype=queries.dtype)
     as_index = np.int64
-    _means(
-        padded(queries),
-        q_starts.astype(as_index),
-        padded(sources),
-        log_w.astype(queries.dtype),
-        s_starts.astype(as_index),
-        *(np.ascontiguousarray(b, dtype=np.float64) for b in boxes),
-        ptr.astype(as_index),
-        leaves.astype(as_index),
-        *(np.asarray(b, dtype=np.float64) for b in left),
-        float(tolerance),
-        out,
-    )
+    # leaves differ widely in work (dense ones stop early): hand them out one at a time
+    # rather than in one equal block per thread
+    with numba.parallel_chunksize(1):
+        _means(
+            padded(queries),
+            q_starts.astype(as_index),
+            padded(sources),
+            log_w.astype(queries.dtype),
+            s_starts.astype(as_index),
+            *(np.ascontiguousarray(b, dtype=np.float64) for b in boxes),
+            ptr.astype(as_index),
+            leaves.astype(as_index),
+            *(np.asarray(b, dtype=np.float64) for b in left),
+            float(tolerance),
+            out,
+        )
     return out[:d].T
