@@ -3,7 +3,9 @@
 Part 1 times training steps and inference of SegNetLite (width 32, depth 4, 64 x 64
 images, batch 32) with SegNet's top decoder block and with upsampled class scores
 (``top_block``), in float32 and bf16 autocast, with and without channels-last, on the
-CPU and, when torch sees one, on the CUDA GPU; then the optimizer steps of AdamW and
+CPU and, when torch sees one, on the CUDA GPU; ``SegNetSegmenter.predict`` beside its
+bare module under ``torch.inference_mode`` (same batch and precision); then the
+optimizer steps of AdamW and
 Muon (its Newton-Schulz iterations in float32 and in bfloat16) against the forward and
 backward pass of a batch of 16 (float32, channels-last).
 Part 2 runs the ``skseg train-segnet`` recipe as the command does (epochs sized by time),
@@ -105,6 +107,43 @@ def optimizer_step_times(make_optimizer, device="cpu", batch=16, repeats=20):
     return timed(forward_backward), timed(opt.step)
 
 
+def predict_against_bare_module(device="cpu", batch=32, n_images=2048, repeats=3):
+    """Images per second of ``SegNetSegmenter.predict`` and of its bare module.
+
+    Both at the same batch size and precision (bfloat16 where native, as
+    ``mixed_precision="auto"`` chooses), channels-last, no test-time shifts; the bare
+    module runs under ``torch.inference_mode`` and takes the argmax over the classes.
+    """
+    import numpy as np
+
+    from skseg import SegNetSegmenter
+
+    rng = np.random.default_rng(0)
+    X = rng.random((n_images, 1, 64, 64), dtype=np.float32)
+    y = rng.integers(0, 11, size=(64, 64, 64))
+    model = SegNetSegmenter(
+        top_block="upsample", mixed_precision="auto", batch_size=batch, max_epochs=1,
+        validation_fraction=0, verbose=0, random_state=0, device=device,
+    ).fit(X[:64], y)
+    net = model.module_.eval()
+    bf16 = model._bf16(torch.device(device))
+    images = torch.from_numpy(X).to(device).contiguous(memory_format=torch.channels_last)
+
+    def bare():
+        with torch.inference_mode(), torch.autocast(device, torch.bfloat16, enabled=bf16):
+            for start in range(0, n_images, batch):
+                net(images[start : start + batch]).movedim(1, -1).argmax(-1).cpu()
+
+    rates = []
+    for work in (lambda: model.predict(X), bare):
+        work()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            work()
+        rates.append(repeats * n_images / (time.perf_counter() - start))
+    return rates
+
+
 OPTIMIZERS = {
     "AdamW": lambda net: torch.optim.AdamW(net.parameters(), 5e-3, weight_decay=1e-4),
     "Muon + AdamW": lambda net: Muon(muon_param_groups(net), 5e-3, weight_decay=1e-4),
@@ -155,6 +194,12 @@ def main():
                         f"{infer_rate:.0f} |",
                         flush=True,
                     )
+        print()
+        estimator, bare = predict_against_bare_module(device)
+        print("| predict, batch 32 | images/s |")
+        print("|---|---|")
+        print(f"| SegNetSegmenter.predict | {estimator:.0f} |")
+        print(f"| bare module, torch.inference_mode | {bare:.0f} |", flush=True)
         print()
         print("| optimizer | forward + backward, batch 16 (ms) | optimizer step (ms) |")
         print("|---|---|---|")
