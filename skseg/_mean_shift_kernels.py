@@ -9,8 +9,10 @@ registers, so no block of pair weights is ever written to memory (the blocked ma
 products of :func:`skseg._mean_shift_backend.weighted_means_torch` write and re-read every
 pair weight, which makes them memory-bound on CPUs). Differences ``s_j - q`` are formed
 directly, which is accurate at any bandwidth, and the result is ``q`` plus the weighted
-mean difference. The sources a query leaf meets are first copied into one contiguous
-buffer, so that every query streams them in a single vectorised loop.
+mean difference. The listed leaves are met nearest first, a chunk of about ``CHUNK``
+sources at a time copied into one contiguous buffer that every query streams in a single
+vectorised loop; after each chunk a query whose remaining leaves provably move it by
+less than the tolerance stops (see :func:`skseg._mean_shift_backend.leaf_lists`).
 
 The float32 exponential is a vectorisable polynomial, evaluated in float32 (relative
 error below ``5e-7``, a few float32 ulps, on ``[-87, 0]``); float64 uses the C library's
