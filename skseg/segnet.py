@@ -118,8 +118,8 @@ class SegNetSegmenter(NeuralNet):
     top_block : {"unpool", "upsample"}, default="unpool"
         ``"unpool"`` is SegNet's top decoder block, at full resolution; ``"upsample"``
         computes the class scores at half resolution, upsamples them bilinearly and adds
-        per-pixel scores from the input skip, which trains about 1.5 times as many
-        images per second on CPUs (see :class:`~skseg.segnet_model.SegNetLite`).
+        per-pixel scores from the input skip, which trains faster (see
+        :class:`~skseg.segnet_model.SegNetLite`).
 
     criterion : type, default=CrossEntropy2D
         Loss class; ``criterion__*`` parameters reach it (``ignore_index`` is passed).

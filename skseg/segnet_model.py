@@ -121,27 +121,22 @@ class SegNetLite(nn.Module):
         of the same level (after unpooling), on every level below the top. Unpooling
         fills one pixel in four; the sum hands the decoder the encoder's dense features
         as well, as U-Net's skips do, but added rather than concatenated, so no weights or
-        channels are added. On multi-digit MNIST it raises held-out mean IoU by about
-        0.007 at the same training time.
+        channels are added.
 
     input_skip : bool, default=True
         Add the input image, projected by a 1x1 convolution to ``width`` channels, to the
-        last decoder block's input. Max-unpooling
-        restores only one pixel in four, so without it the top of the decoder never sees
-        each pixel's own intensity; with it, foreground/background errors on multi-digit
-        MNIST fall five- to ten-fold at no measurable cost. ``encoder_skip=False,
-        input_skip=False`` is the plain SegNet.
+        last decoder block's input. Max-unpooling restores only one pixel in four, so
+        without it the top of the decoder never sees each pixel's own intensity.
+        ``encoder_skip=False, input_skip=False`` is the plain SegNet.
 
     input_thresholds : int, default=4
         With ``input_skip``, the 1x1 convolution also reads ``input_thresholds`` soft
         steps of every input channel at learnable intensity thresholds
         (:class:`IntensityThresholds`). A convolution followed by ReLU cannot draw a
         label boundary between two adjacent grey levels with the weights that training
-        reaches in time; the steps can, and learn where to. On multi-digit MNIST, whose
-        labels turn from background to ink at intensity 0.5, two of the four steps move
-        to 0.50 and sharpen about tenfold, the foreground/background errors fall from
-        about 5,000 pixels to under 100 on 2,000 held-out images, and held-out mean IoU
-        rises by about 0.009 for 6 % more training time. ``0`` projects the image alone.
+        reaches in time; the steps can, and learn where to (on multi-digit MNIST, whose
+        labels turn from background to ink at intensity 0.5, they move there). ``0``
+        projects the image alone.
 
     top_block : {"unpool", "upsample"}, default="unpool"
         How the decoder reaches full resolution. ``"unpool"`` is SegNet's: the top
@@ -151,10 +146,8 @@ class SegNetLite(nn.Module):
         upsampled bilinearly to full resolution, and the input skip (when on) adds class
         scores of every pixel of its own, a 1x1 convolution of the image and its soft
         steps. Full resolution then holds only the first encoder block and the input
-        skip: the top decoder block's unpooling, convolution and normalisation there
-        took about two thirds of a training step of ``width=32`` on 64 x 64 images on 2
-        CPU cores, and without them the network trains about 1.5 times as many images
-        per second. The top encoder block still pools; its indices go unused.
+        skip, which makes training markedly faster (see the benchmarks page). The top
+        encoder block still pools; its indices go unused.
 
     Examples
     --------
