@@ -1,6 +1,7 @@
 """skorch callbacks used by :class:`~skseg.SegNetSegmenter`."""
 
 import math
+import time
 
 import torch
 from skorch.callbacks import Callback, ProgressBar
@@ -59,6 +60,12 @@ class PlannedLRSchedule(Callback):
     schedule over the new total, continued from the step reached), so epochs may grow or
     shrink as they go and the schedule still ends with the last one.
 
+    With the net's ``max_time`` (seconds for one call of ``fit`` or ``partial_fit``), the
+    callback also plans by time: before every epoch after the first it counts the epochs
+    that fit in the time left at the rate measured so far, ends training when none does,
+    and otherwise plans the schedule to end with the last that fits; a batch that ends
+    past ``max_time`` ends training at once.
+
     Parameters
     ----------
     pct_start : float, default=0.2
@@ -81,6 +88,26 @@ class PlannedLRSchedule(Callback):
         self.peak_lrs_ = None
         self.epochs_begun_ = self.steps_done_ = 0
         return self
+
+    def on_train_begin(self, net, **kwargs):
+        self.train_start_ = time.perf_counter()
+        self.epochs_this_call_ = 0
+
+    def _out_of_time(self, net):
+        max_time = getattr(net, "max_time", None)
+        return max_time is not None and time.perf_counter() - self.train_start_ >= max_time
+
+    def _epochs_in_budget(self, net):
+        """Epochs of this fit call that ``net.max_time`` holds at the rate measured so far.
+
+        ``None`` without a budget or before the first epoch has been timed.
+        """
+        max_time = getattr(net, "max_time", None)
+        if max_time is None or self.epochs_this_call_ == 0:
+            return None
+        elapsed = time.perf_counter() - self.train_start_
+        per_epoch = elapsed / self.epochs_this_call_
+        return self.epochs_this_call_ + int(max(0.0, max_time - elapsed) // per_epoch)
 
     def _scheduler(self, net, total_steps, step=0):
         if getattr(self, "peak_lrs_", None) is None or len(self.peak_lrs_) != len(
@@ -114,6 +141,14 @@ class PlannedLRSchedule(Callback):
         return scheduler
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        in_budget = self._epochs_in_budget(net)
+        if in_budget is not None and in_budget <= self.epochs_this_call_:
+            raise KeyboardInterrupt  # skorch ends training here, as early stopping does
+        # the epochs the schedule ends with: max_epochs, or fewer when the time is short
+        last_epoch = net.max_epochs
+        if in_budget is not None:
+            last_epoch = min(last_epoch, self.epochs_begun_ - self.epochs_this_call_ + in_budget)
+        self.epochs_this_call_ += 1
         if net.lr_schedule == "constant":
             return
         steps = max(1, math.ceil(len(dataset_train) / net.batch_size))
@@ -122,13 +157,15 @@ class PlannedLRSchedule(Callback):
             self.scheduler_ = self._scheduler(net, steps * net.max_epochs)
             self.epochs_begun_ = self.steps_done_ = 0
         else:
-            epochs_left = max(1, net.max_epochs - self.epochs_begun_)
+            epochs_left = max(1, last_epoch - self.epochs_begun_)
             total = self.steps_done_ + steps * epochs_left
             if total != scheduler.total_steps:
                 self.scheduler_ = self._scheduler(net, total, step=self.steps_done_)
         self.epochs_begun_ += 1
 
     def on_batch_end(self, net, training=False, **kwargs):
+        if training and self._out_of_time(net):
+            raise KeyboardInterrupt  # the budget is spent, even within an epoch
         scheduler = getattr(self, "scheduler_", None)
         if not training or scheduler is None:
             return

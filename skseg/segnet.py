@@ -52,6 +52,7 @@ _SAVED_PARAMS = (
     "top_block",
     "lr",
     "max_epochs",
+    "max_time",
     "batch_size",
     "validation_fraction",
     "lr_schedule",
@@ -137,6 +138,13 @@ class SegNetSegmenter(NeuralNet):
 
     max_epochs : int, default=10
         Passes over the training data.
+
+    max_time : float or None, default=None
+        Seconds that one call of :meth:`fit` (or :meth:`partial_fit`) may train. After
+        the first epoch, training runs only as many of the ``max_epochs`` epochs as fit
+        in the time left at the measured rate, and the learning-rate schedule is planned
+        to end with the last of them; a batch that ends past ``max_time`` stops training.
+        Validation and setting up are not counted. ``None`` runs all ``max_epochs``.
 
     batch_size : int, default=32
         Images per batch.
@@ -248,6 +256,7 @@ class SegNetSegmenter(NeuralNet):
         "top_block": [StrOptions(set(TOP_BLOCKS))],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "lr_schedule": [StrOptions({"onecycle", "wsd", "constant"})],
@@ -276,6 +285,7 @@ class SegNetSegmenter(NeuralNet):
         optimizer=torch.optim.AdamW,
         lr=3e-3,
         max_epochs=10,
+        max_time=None,
         batch_size=32,
         validation_fraction=0.1,
         train_split=None,
@@ -310,6 +320,7 @@ class SegNetSegmenter(NeuralNet):
         self.input_skip = input_skip
         self.input_thresholds = input_thresholds
         self.top_block = top_block
+        self.max_time = max_time
         self.validation_fraction = validation_fraction
         self.lr_schedule = lr_schedule
         self.weight_decay = weight_decay

@@ -406,3 +406,32 @@ def test_every_parameter_group_keeps_its_own_peak_rate(lr_schedule):
     ).fit(X, y)
     peaks = np.max(recorder.rates_, axis=0)
     np.testing.assert_allclose(peaks, [1e-2, 1e-3], rtol=0.05)  # sampled after each step
+
+
+def test_max_time_plans_the_epochs_and_the_schedule_to_the_budget(monkeypatch):
+    # far more epochs than fit in the budget: training must stop early, with the
+    # warmup-stable-decay schedule decayed to the end. A clock that advances 10 ms at
+    # every reading makes the budget independent of the machine's speed.
+    import itertools
+    import types
+
+    import skseg._skorch_callbacks
+
+    readings = itertools.count()
+    clock = types.SimpleNamespace(perf_counter=lambda: next(readings) * 0.01)
+    monkeypatch.setattr(skseg._skorch_callbacks, "time", clock)
+    digits, labels = load_digits_standin()
+    X, y = make_multidigit_mnist(
+        32, digits=digits, labels=labels, image_size=32, max_digits=1, random_state=0
+    )
+    recorder = _RecordGroupRates()
+    model = SegNetSegmenter(
+        width=4, depth=2, lr=1e-2, max_epochs=500, max_time=2.0, batch_size=8,
+        lr_schedule="wsd", validation_fraction=0, verbose=0, random_state=0,
+        callbacks=[("record", recorder)],
+    ).fit(X, y)
+    epochs = len(model.history)
+    assert 2 <= epochs < 500
+    rates = np.array(recorder.rates_)[:, 0]
+    assert rates.max() == pytest.approx(1e-2, rel=0.05)  # the peak was reached
+    assert rates[-1] < 0.2 * 1e-2  # and the schedule decayed by the last step
