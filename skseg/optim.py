@@ -331,7 +331,7 @@ def muon_param_groups(module):
     return [group for group in groups if group["params"]]
 
 
-class WarmupStableDecayLR(torch.optim.lr_scheduler.LRScheduler):
+class WarmupStableDecayLR(torch.optim.lr_scheduler.LambdaLR):
     r"""Warm up linearly, hold the peak rate, decay linearly to zero.
 
     Over ``total_steps`` steps (``scheduler.step()`` once per batch), the rate of step
@@ -347,9 +347,10 @@ class WarmupStableDecayLR(torch.optim.lr_scheduler.LRScheduler):
     steps, constant, and down to zero (reached one step after the last) over the last
     ``decay`` share. Unlike :class:`torch.optim.lr_scheduler.OneCycleLR`, whose cosine
     anneal spends its second half well below the peak, the rate stays at the peak
-    until the decay starts; the momentum is left as it is. The rate of every step is
-    computed from the step number alone, so setting ``last_epoch`` and calling
-    :meth:`step` continues the schedule from any step.
+    until the decay starts; the momentum is left as it is. It is a
+    :class:`torch.optim.lr_scheduler.LambdaLR` whose factor (:meth:`factor`) depends on
+    the step number alone, so setting ``last_epoch`` and calling :meth:`step` continues
+    the schedule from any step.
 
     Parameters
     ----------
@@ -415,10 +416,10 @@ class WarmupStableDecayLR(torch.optim.lr_scheduler.LRScheduler):
         self.max_lrs = max_lrs
         self.total_steps = int(total_steps)
         self.warmup, self.decay, self.div_factor = warmup, decay, div_factor
-        if last_epoch == -1:  # the scheduler base class wants an initial rate per group
+        if last_epoch == -1:  # LambdaLR scales each group's initial rate: the peak
             for group, peak in zip(groups, max_lrs):
                 group["initial_lr"] = peak
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, lr_lambda=self.factor, last_epoch=last_epoch)
 
     def factor(self, step):
         """Share of the peak rate at ``step`` (0-based).
@@ -439,7 +440,3 @@ class WarmupStableDecayLR(torch.optim.lr_scheduler.LRScheduler):
         if self.decay > 0:
             rate = min(rate, (total - step) / (self.decay * total))
         return max(rate, 0.0)
-
-    def get_lr(self):
-        """Rates of the current step (``last_epoch``), one per parameter group."""
-        return [peak * self.factor(self.last_epoch) for peak in self.max_lrs]
