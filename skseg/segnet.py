@@ -425,11 +425,7 @@ class SegNetSegmenter(NeuralNet):
     # ------------------------------------------------------------------- skorch hooks
     def initialize_module(self):
         if not hasattr(self, "classes_"):
-            raise NotFittedError(
-                "SegNetSegmenter sizes its network from the training data (channels, "
-                "classes): call fit, or SegNetSegmenter.load for a saved model, instead "
-                "of initialize"
-            )
+            self._size_without_data()
         kwargs = {
             "in_channels": self.image_shape_[0],
             "n_classes": len(self.classes_),
@@ -447,6 +443,21 @@ class SegNetSegmenter(NeuralNet):
             module = module.to(memory_format=torch.channels_last)
         self.module_ = module
         return self
+
+    def _size_without_data(self):
+        """Channels and classes from ``image_shape`` and ``module__n_classes``, so that
+        skorch's ``initialize()`` then ``load_params(...)`` works before any fit."""
+        n_classes = self.get_params_for("module").get("n_classes")
+        if self.image_shape is None or n_classes is None:
+            raise NotFittedError(
+                "SegNetSegmenter sizes its network from the training data (channels, "
+                "classes): call fit, or SegNetSegmenter.load for a saved model; to "
+                "initialize without data, pass image_shape and module__n_classes"
+            )
+        shape = tuple(self.image_shape)
+        self.image_shape_ = (1, *shape) if len(shape) == 2 else shape
+        self.n_features_in_ = math.prod(self.image_shape_)
+        self.classes_ = np.arange(n_classes)
 
     def initialize_criterion(self):
         kwargs = {"ignore_index": self.ignore_index, **self.get_params_for("criterion")}

@@ -361,8 +361,22 @@ def test_score_counts_labels_unseen_in_fit_as_never_predicted(small_data):
 
 def test_initialize_before_fit_says_what_to_do():
     # skorch's initialize() cannot size the network before it has seen the data
-    with pytest.raises(NotFittedError, match="call fit, or SegNetSegmenter.load"):
+    with pytest.raises(NotFittedError, match="pass image_shape and module__n_classes"):
         SegNetSegmenter(**TINY).initialize()
+
+
+def test_skorch_initialize_and_load_params_with_image_shape(small_data, tmp_path):
+    X, y = small_data
+    trained = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
+    trained.save_params(f_params=tmp_path / "weights.pt")
+    fresh = SegNetSegmenter(image_shape=(32, 32), module__n_classes=3, **TINY)
+    fresh.initialize()
+    fresh.load_params(f_params=tmp_path / "weights.pt")
+    flat = X[:4].reshape(4, -1)
+    # the classes are 0..n-1; the trained model's are [0, 1, 10]
+    np.testing.assert_array_equal(
+        trained.classes_[fresh.predict(flat)], trained.predict(X[:4]).reshape(4, -1)
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
