@@ -25,16 +25,10 @@ import torch
 from skorch.callbacks import Callback
 
 from skseg._device import has_fast_bfloat16
-from skseg.cli import (
-    build_parser,
-    fit_recipe,
-    plan_training,
-    recipe_data,
-    recipe_model,
-)
 from skseg.losses import CrossEntropy2D
 from skseg.metrics import mean_iou
 from skseg.optim import Muon, muon_param_groups
+from skseg.recipe import RECIPE, fit_recipe, plan_training, recipe_data, recipe_model
 from skseg.segnet_model import SegNetLite
 
 
@@ -210,18 +204,13 @@ def main():
     if args.throughput_only:
         return
 
-    recipe = build_parser().parse_args(["train-segnet", "--quiet"])
-    if args.data_home:
-        recipe.data_home = args.data_home
-    # the run of ``skseg train-segnet`` with these settings, epochs sized as it trains
+    # the run of ``skseg train-segnet`` with its defaults, epochs sized as it trains
     start = time.perf_counter()
-    digits, labels, X_test, y_test = recipe_data(recipe)
+    digits, labels, X_test, y_test = recipe_data(args.data_home)
     snapshots = EpochSnapshots()
-    model = recipe_model(recipe, callbacks=[("snapshots", snapshots)])
-    recipe.n_train, seconds = plan_training(
-        model, recipe, digits, labels, X_test, y_test, start=start
-    )
-    fit_recipe(model, recipe, digits, labels, seconds=seconds)
+    model = recipe_model(verbose=0, callbacks=[("snapshots", snapshots)])
+    n_train, seconds = plan_training(model, digits, labels, X_test, y_test, start=start)
+    fit_recipe(model, digits, labels, n_train=n_train, seconds=seconds)
     final = mean_iou(y_test, model.predict(X_test))  # the trained network: its last epoch
     whole_run = time.perf_counter() - start
     scores = []
@@ -232,9 +221,9 @@ def main():
     model.module_.load_state_dict(snapshots.weights_[-1])
     sizes = model.history[:, "n_images"]
     print(
-        f"\nrecipe: {recipe.epochs} epochs, {sum(sizes)} fresh images in all (--n-train "
+        f"\nrecipe: {RECIPE['epochs']} epochs, {sum(sizes)} fresh images in all (--n-train "
         f"{','.join(map(str, sizes))}), {len(X_test)} images of held-out digits; whole "
-        f"run {whole_run:.0f} s (budget {recipe.time_budget:.0f} s)\n"
+        f"run {whole_run:.0f} s (budget {RECIPE['time_budget']:.0f} s)\n"
     )
     print("| epoch | images so far | training time (s) | held-out mIoU |")
     print("|---|---|---|---|")

@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import inspect
 import math
 import os
 import sys
@@ -11,14 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "main",
-    "build_parser",
-    "recipe_data",
-    "recipe_model",
-    "plan_training",
-    "fit_recipe",
-]
+from . import recipe
+from .recipe import PRECISIONS, RECIPE, fit_recipe, plan_training, recipe_data, recipe_model
+
+__all__ = ["main", "build_parser"]
 
 
 def _segment(args):
@@ -126,12 +123,23 @@ def _train_segnet(args):
             f"--n-train gives the images of {len(args.n_train)} epochs, --epochs asks for "
             f"{args.epochs}"
         )
-    digits, labels, X_test, y_test = recipe_data(args)
-    model = recipe_model(args)
+    digits, labels, X_test, y_test = recipe_data(
+        args.data_home, n_test=args.n_test, held_out_fraction=args.held_out_fraction, seed=args.seed
+    )
+    model = recipe_model(**_model_options(args))
+    composition = {"train_max_digits": args.train_max_digits, "seed": args.seed}
     seconds = None
     if args.n_train is None:
         args.n_train, seconds = plan_training(
-            model, args, digits, labels, X_test, y_test, start=start
+            model,
+            digits,
+            labels,
+            X_test,
+            y_test,
+            start=start,
+            time_budget=args.time_budget,
+            verbose=not args.quiet,
+            **composition,
         )
     if isinstance(args.n_train, list):
         per_epoch = f"{min(args.n_train)}-{max(args.n_train)}"
@@ -143,7 +151,7 @@ def _train_segnet(args):
         f"digits; evaluating on {len(X_test)} images of up to 3 digits from held-out digits"
     )
     fit_start = time.perf_counter()
-    fit_recipe(model, args, digits, labels, seconds=seconds)
+    fit_recipe(model, digits, labels, n_train=args.n_train, seconds=seconds, **composition)
     fit_time = time.perf_counter() - fit_start
     sizes = model.history[:, "n_images"]
     print(
@@ -161,215 +169,19 @@ def _train_segnet(args):
     return 0
 
 
+def _model_options(args):
+    """The recipe_model keywords among the parsed options."""
+    names = inspect.signature(recipe.recipe_model).parameters
+    options = {name: value for name, value in vars(args).items() if name in names}
+    return {**options, "verbose": 0 if args.quiet else 1}
+
+
 def _precision_name(model):
     from ._device import resolve_device
 
     return "bfloat16" if model._bf16(resolve_device(model.device)) else "float32"
 
 
-def recipe_data(args):
-    """Training digits and held-out evaluation images of the ``train-segnet`` recipe.
-
-    A share ``args.held_out_fraction`` of the digits is held out
-    (:func:`~skseg.datasets.split_digits`); the evaluation images are composed from those
-    alone, by the data contract (1 to 3 digits per image).
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed ``skseg train-segnet`` arguments (see :func:`build_parser`).
-
-    Returns
-    -------
-    digits, labels : ndarray
-        The training digits and their classes.
-    X_test, y_test : ndarray
-        Evaluation images and label maps.
-
-    Examples
-    --------
-    >>> import tempfile, warnings
-    >>> from skseg.cli import build_parser, recipe_data
-    >>> args = build_parser().parse_args(
-    ...     ["train-segnet", "--data-home", tempfile.mkdtemp(), "--n-test", "4"])
-    >>> with warnings.catch_warnings(record=True):  # no MNIST there: the stand-in
-    ...     digits, labels, X_test, y_test = recipe_data(args)
-    >>> len(digits), X_test.shape
-    (1497, (4, 1, 64, 64))
-    """
-    from .datasets import load_default_digits, make_multidigit_mnist, split_digits
-
-    digits, labels = load_default_digits(args.data_home)
-    train, held = split_digits(
-        len(digits), held_out_fraction=args.held_out_fraction, random_state=args.seed
-    )
-    X_test, y_test = make_multidigit_mnist(
-        args.n_test, digits=digits[held], labels=labels[held], random_state=args.seed + 1
-    )
-    return digits[train], labels[train], X_test, y_test
-
-
-def _training_images(args):
-    # how the recipe composes training images: the timing probe and the training must agree
-    return {"random_state": args.seed, "max_digits": args.train_max_digits}
-
-
-def plan_training(model, args, digits, labels, X_test, y_test, *, start):
-    """First epoch's images and training seconds that fill the recipe's ``--time-budget``.
-
-    Times the evaluation (predicting ``X_test`` with an untrained clone of ``model``, test-
-    time shifts included) and a few training steps
-    (:func:`~skseg.segnet.images_per_epoch_for_budget`); what the budget leaves after the
-    time already spent and the evaluation is the training time, and the measured rate
-    sizes the first epoch. :func:`fit_recipe` then sizes the later epochs by the rate it
-    measures itself.
-
-    Parameters
-    ----------
-    model : SegNetSegmenter
-        From :func:`recipe_model`.
-    args : argparse.Namespace
-        Parsed ``skseg train-segnet`` arguments.
-    digits, labels : ndarray
-        Training digits, from :func:`recipe_data`.
-    X_test, y_test : ndarray
-        Evaluation images and label maps, from :func:`recipe_data`.
-    start : float
-        :func:`time.perf_counter` at the start of the run.
-
-    Returns
-    -------
-    n_train : int
-        Images to compose for the first epoch.
-    seconds : float
-        Training seconds (at least 1).
-
-    Examples
-    --------
-    >>> import time
-    >>> from skseg.cli import build_parser, plan_training, recipe_model
-    >>> from skseg.datasets import load_digits_standin, make_multidigit_mnist
-    >>> args = build_parser().parse_args(
-    ...     ["train-segnet", "--time-budget", "20", "--width", "4", "--quiet"])
-    >>> digits, labels = load_digits_standin()
-    >>> X_test, y_test = make_multidigit_mnist(8, digits=digits, labels=labels)
-    >>> n_train, seconds = plan_training(
-    ...     recipe_model(args), args, digits, labels, X_test, y_test, start=time.perf_counter())
-    >>> n_train > 0 and 1 <= seconds < 20
-    True
-    """
-    from .segnet import images_per_epoch_for_budget, seconds_to_predict
-
-    evaluation = seconds_to_predict(model, X_test, y_test)
-
-    def training_seconds():  # what the budget leaves now, at least 1 s
-        return max(args.time_budget - (time.perf_counter() - start) - evaluation, 1.0)
-
-    n_train, rate = images_per_epoch_for_budget(
-        model, digits, labels, seconds=training_seconds(), **_training_images(args)
-    )
-    seconds = training_seconds()  # after the probe's own time
-    if not args.quiet:
-        print(
-            f"measured {rate:.0f} training images/s and {evaluation:.0f} s to evaluate: "
-            f"{seconds:.0f} s of training fill the {args.time_budget:.0f} s budget, "
-            f"{args.epochs} epochs of about {n_train} images"
-        )
-    return n_train, seconds
-
-
-def fit_recipe(model, args, digits, labels, *, seconds=None):
-    """Train ``model`` the recipe's way: fresh compositions every epoch.
-
-    Parameters
-    ----------
-    model : SegNetSegmenter
-        From :func:`recipe_model`.
-    args : argparse.Namespace
-        Parsed ``skseg train-segnet`` arguments; ``args.n_train`` gives the images of
-        every epoch (an int, or one per epoch), or of the first epoch with ``seconds``.
-    digits, labels : ndarray
-        Training digits, from :func:`recipe_data`.
-    seconds : float, default=None
-        Train for about this long (from :func:`plan_training`), sizing the epochs after
-        the first by the measured rate.
-
-    Returns
-    -------
-    model : SegNetSegmenter
-        Trained; ``model.history[:, "n_images"]`` holds the images of every epoch.
-
-    Examples
-    --------
-    >>> from skseg.cli import build_parser, fit_recipe, recipe_model
-    >>> from skseg.datasets import load_digits_standin
-    >>> args = build_parser().parse_args(
-    ...     ["train-segnet", "--epochs", "2", "--n-train", "8,16", "--width", "4", "--quiet"])
-    >>> digits, labels = load_digits_standin()
-    >>> fit_recipe(recipe_model(args), args, digits, labels).history[:, "n_images"]
-    [8, 16]
-    """
-    from .segnet import fit_on_fresh_compositions
-
-    return fit_on_fresh_compositions(
-        model,
-        digits,
-        labels,
-        n_images=args.n_train,
-        seconds=seconds,
-        **_training_images(args),
-    )
-
-
-def recipe_model(args, **params):
-    """The SegNetSegmenter of the ``train-segnet`` recipe, from its parsed arguments.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed ``skseg train-segnet`` arguments (see :func:`build_parser`).
-
-    **params : dict
-        Further :class:`~skseg.SegNetSegmenter` parameters (e.g. ``callbacks``).
-
-    Returns
-    -------
-    model : SegNetSegmenter
-        Unfitted.
-
-    Examples
-    --------
-    >>> from skseg.cli import build_parser, recipe_model
-    >>> recipe_model(build_parser().parse_args(["train-segnet"])).width
-    32
-    """
-    import torch
-
-    from .optim import Muon
-    from .segnet import SegNetSegmenter
-
-    return SegNetSegmenter(
-        width=args.width,
-        depth=args.depth,
-        input_thresholds=args.input_thresholds,
-        top_block=args.top_block,
-        lr=args.lr,
-        lr_schedule=args.lr_schedule,
-        max_epochs=args.epochs,
-        validation_fraction=args.validation_fraction,
-        batch_size=args.batch_size,
-        optimizer=Muon if args.optimizer == "muon" else torch.optim.AdamW,
-        test_time_shifts=args.test_time_shifts,
-        mixed_precision=_PRECISIONS[args.precision],
-        device=args.device,
-        random_state=args.seed,
-        verbose=0 if args.quiet else 1,
-        **params,
-    )
-
-
-# --precision choices and the SegNetSegmenter(mixed_precision=...) each stands for
-_PRECISIONS = {"auto": "auto", "bfloat16": True, "float32": False}
 
 
 def _number(check, requirement):
@@ -497,87 +309,78 @@ def build_parser():
     train.add_argument(
         "--time-budget",
         type=_positive_float,
-        default=560.0,
         help="seconds for the whole run, evaluation included, when --n-train is not given "
-        "(default 560: 40 s of the 10 minutes are left to the error of the estimates)",
+        "(default %(default)s: 40 s of 10 minutes are left to the error of the estimates)",
     )
-    train.add_argument("--n-test", type=_positive_int, default=2000, help="evaluation images")
+    train.add_argument(
+        "--n-test", type=_positive_int, help="evaluation images (default %(default)s)"
+    )
     train.add_argument(
         "--validation-fraction",
         type=_fraction,
-        default=0.02,
         help="share of every epoch's images held out of its training to report "
-        "valid_miou (default 0.02; 0 reports none)",
+        "valid_miou (default %(default)s; 0 reports none)",
     )
     train.add_argument(
-        "--held-out-fraction", type=float, default=1 / 6, help="digits kept for evaluation"
+        "--held-out-fraction", type=float, help="digits kept for evaluation (default %(default).3f)"
     )
     train.add_argument(
         "--train-max-digits",
         type=_positive_int,
-        default=8,
-        help="most digits per training image (evaluation images hold 1-3 as the data "
-        "contract says; more digits per training image teach more per image)",
+        help="most digits per training image (default %(default)s; evaluation images "
+        "hold 1-3 as the data contract says)",
     )
-    train.add_argument("--epochs", type=_positive_int, default=7)
-    train.add_argument("--width", type=_positive_int, default=32)
-    train.add_argument("--depth", type=_positive_int, default=4)
+    train.add_argument("--epochs", type=_positive_int, help="default %(default)s")
+    train.add_argument("--width", type=_positive_int, help="default %(default)s")
+    train.add_argument("--depth", type=_positive_int, help="default %(default)s")
     train.add_argument(
         "--input-thresholds",
         type=_non_negative_int,
-        default=4,
-        help="learnable intensity thresholds in the input skip (default 4; 0 feeds the "
-        "image alone)",
+        help="learnable intensity thresholds in the input skip (default %(default)s; 0 "
+        "feeds the image alone)",
     )
     train.add_argument(
         "--top-block",
         choices=["upsample", "unpool"],
-        default="upsample",
-        help="default upsample: class scores at half resolution, upsampled, plus per-pixel "
-        "scores from the input skip (trains about 1.5x the images per second); unpool: "
-        "SegNet's decoder block at full resolution",
+        help="upsample: class scores at half resolution, upsampled, plus per-pixel scores "
+        "from the input skip (faster); unpool: SegNet's decoder block at full resolution "
+        "(default %(default)s)",
     )
     train.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=16,
-        help="default 16: small batches learn more per image, but Muon's step costs the "
-        "same at any batch size",
+        help="images per batch (default %(default)s)",
     )
     train.add_argument(
         "--optimizer",
         choices=["muon", "adamw"],
-        default="muon",
-        help="default muon: Muon for the hidden 3x3 convolutions, AdamW for the other "
-        "parameters (skseg.optim.Muon); adamw: AdamW for all",
+        help="muon: Muon for the hidden 3x3 convolutions, AdamW for the other parameters "
+        "(skseg.optim.Muon); adamw: AdamW for all (default %(default)s)",
     )
     train.add_argument(
         "--lr",
         type=_positive_float,
-        default=5e-3,
-        help="peak learning rate (of AdamW; Muon's is 16 times higher)",
+        help="peak learning rate (of AdamW; Muon's is 16 times higher; default %(default)s)",
     )
     train.add_argument(
         "--lr-schedule",
         choices=["wsd", "onecycle"],
-        default="wsd",
-        help="default wsd: warm up over a tenth of the steps, hold the peak, decay "
-        "linearly to zero over the last 30 %% (skseg.optim.WarmupStableDecayLR); "
-        "onecycle: torch's one-cycle schedule",
+        help="wsd: warm up over a tenth of the steps, hold the peak, decay linearly to zero "
+        "over the last 30 %% (skseg.optim.WarmupStableDecayLR); onecycle: torch's "
+        "one-cycle schedule (default %(default)s)",
     )
     train.add_argument(
         "--test-time-shifts",
         type=_non_negative_int,
-        default=7,
         help="shifted copies of every evaluation image whose predictions are averaged "
-        "with its own (test-time augmentation; default 7, 0 predicts once)",
+        "with its own (test-time augmentation; default %(default)s, 0 predicts once)",
     )
     train.add_argument(
         "--precision",
-        choices=list(_PRECISIONS),
-        default="auto",
-        help="bfloat16 autocast or float32; default auto: bfloat16 where the CPU or GPU "
-        "has it natively (AMX, AVX-512 BF16, Ampere or later), float32 elsewhere",
+        choices=list(PRECISIONS),
+        help="bfloat16 autocast or float32; auto: bfloat16 where the CPU or GPU has it "
+        "natively (AMX, AVX-512 BF16, Ampere or later), float32 elsewhere (default "
+        "%(default)s)",
     )
     train.add_argument(
         "--keep-freed-memory",
@@ -586,10 +389,10 @@ def build_parser():
         "of returning it to the system (10-15 %% shorter steps on some virtual machines; "
         "acts on the whole process)",
     )
-    train.add_argument("--device", default="cpu")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", help="cpu, cuda or cuda:N (default %(default)s)")
+    train.add_argument("--seed", type=int, help="default %(default)s")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    train.set_defaults(run=_train_segnet)
+    train.set_defaults(run=_train_segnet, **RECIPE)  # every default in one place
     return parser
 
 

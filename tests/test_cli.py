@@ -134,21 +134,36 @@ def test_train_segnet_reads_mnist(tmp_path, capsys):
     assert "from 50000 digits" in capsys.readouterr().out  # 10,000 held out
 
 
-def test_recipe_model_takes_the_network_options():
-    from skseg.cli import build_parser, recipe_model
+def test_train_segnet_options_reach_the_recipe_model(monkeypatch):
+    import skseg.cli
+    from skseg.recipe import RECIPE
 
-    parse = build_parser().parse_args
-    default = recipe_model(parse(["train-segnet"]))
-    assert (default.input_thresholds, default.lr_schedule) == (4, "wsd")
-    assert default.top_block == "upsample"
-    model = recipe_model(
-        parse(
-            ["train-segnet", "--input-thresholds", "0", "--width", "8"]
-            + ["--lr-schedule", "onecycle", "--top-block", "unpool"]
-        )
+    # the command's defaults are the recipe's, in one place
+    parsed = skseg.cli.build_parser().parse_args(["train-segnet"])
+    assert all(getattr(parsed, name) == value for name, value in RECIPE.items())
+    built = []
+    monkeypatch.setattr(skseg.cli, "recipe_model", lambda **kw: built.append(kw) or 1 / 0)
+    monkeypatch.setattr(skseg.cli, "recipe_data", lambda *a, **kw: (None,) * 4)
+    argv = ["train-segnet", "--input-thresholds", "0", "--width", "8", "--quiet"]
+    with pytest.raises(ZeroDivisionError):
+        main(argv + ["--lr-schedule", "onecycle", "--top-block", "unpool"])
+    (options,) = built
+    assert (options["input_thresholds"], options["width"]) == (0, 8)
+    assert (options["lr_schedule"], options["top_block"], options["verbose"]) == (
+        "onecycle", "unpool", 0
     )
-    assert (model.input_thresholds, model.width, model.lr_schedule) == (0, 8, "onecycle")
-    assert model.top_block == "unpool"
+
+
+def test_recipe_model_builds_the_recipe():
+    from skseg.optim import Muon
+    from skseg.recipe import recipe_model
+
+    model = recipe_model()
+    assert (model.input_thresholds, model.lr_schedule, model.top_block) == (4, "wsd", "upsample")
+    assert model.optimizer is Muon and model.mixed_precision == "auto"
+    assert recipe_model(optimizer="adamw", precision="float32").mixed_precision is False
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        recipe_model(optimizer="sgd")
 
 
 @pytest.mark.parametrize(
