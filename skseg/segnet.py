@@ -540,7 +540,11 @@ class SegNetSegmenter(NeuralNet):
         Parameters
         ----------
         X : array-like of shape (n, H, W) or (n, C, H, W)
-            Images (float); flattened ``(n, C * H * W)`` with ``image_shape``.
+            Images; flattened ``(n, C * H * W)`` with ``image_shape``. Integer and
+            boolean images are scaled as :func:`skimage.util.img_as_float` does: uint8
+            by 255, uint16 by 65535, signed integers by their type's largest value (so
+            an int64 array of 0-255 values becomes nearly 0: convert it to uint8 or
+            float first), bool to 0 and 1. The same scaling applies in ``predict``.
 
         y : array-like of shape (n, H, W)
             Integer class of every pixel; ``ignore_index`` marks pixels to ignore.
