@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -351,7 +352,16 @@ class SegNetSegmenter(NeuralNet):
         # (uint8 by 255, uint16 by 65535, bool to 0 / 1), so that they match float images
         dtype_kind = getattr(X, "dtype", np.dtype(float)).kind
         if dtype_kind in "uib" and np.ndim(X) >= 3:
-            X = img_as_float32(np.asarray(X))
+            X = np.asarray(X)
+            if dtype_kind == "i" and X.size and X.min() >= 0 and X.max() > 1 and X.max() <= 255:
+                warnings.warn(
+                    f"X holds values 0-255 in a {X.dtype} array, which is scaled by its "
+                    "type's largest value like skimage.util.img_as_float (to nearly 0); "
+                    "pass X.astype(np.uint8) for 8-bit images",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            X = img_as_float32(X)
         # scikit-learn's own checks first: sparse, complex, object, empty, NaN / inf
         X = check_array(X, dtype=np.float32, allow_nd=True, input_name="X")
         if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):

@@ -85,6 +85,13 @@ def test_integer_and_boolean_images_are_scaled_like_img_as_float(dtype, scale):
     )
 
 
+def test_8_bit_values_in_a_signed_array_are_named():
+    X, y = _images()
+    model = SegNetSegmenter(**TINY).fit(X, y)
+    with pytest.warns(UserWarning, match="pass X.astype\\(np.uint8\\)"):
+        model.predict((X * 255).astype(np.int64))
+
+
 def test_one_pixel_images_keep_their_shape():
     X, y = np.random.default_rng(0).random((6, 1, 1)), np.array([0, 1] * 3).reshape(6, 1, 1)
     model = SegNetSegmenter(**{**TINY, "depth": 0}).fit(X, y)
