@@ -240,11 +240,12 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
         qry = _Tree(queries, torch.ones(len(queries), dtype=queries.dtype, device=queries.device))
     ptr, leaves, left_a, left_b = leaf_lists(qry, src, tolerance, own_weight=same)
     if queries.device.type == "cpu" and queries.shape[1] <= kernels.MAX_FEATURES:
+        source_points = src.points.numpy()
         out = torch.from_numpy(
             kernels.leaf_list_means(
-                qry.points.numpy(),
+                source_points if same else qry.points.numpy(),
                 qry.starts,
-                src.points.numpy(),
+                source_points,
                 src.log_weights.numpy(),
                 src.starts,
                 (src.lo, src.hi, src.weight),
@@ -311,7 +312,8 @@ def merge_coincident(points, weights, inverse, tol):
         return points, weights, inverse
     # cell indices, computed in float64 so that huge scaled coordinates (tiny bandwidths)
     # cannot overflow
-    keys = np.round(points.detach().cpu().numpy().astype(np.float64) / tol)
+    points_np = points.detach().cpu().numpy()
+    keys = np.round(points_np.astype(np.float64) / tol)
     group_np = _row_groups(keys)
     n_groups = int(group_np.max()) + 1
     if n_groups == len(points):
@@ -324,7 +326,7 @@ def merge_coincident(points, weights, inverse, tol):
     starts = np.flatnonzero(np.r_[True, np.diff(group_np[order]) != 0])
     w = weights.cpu().numpy()[order]
     new_w = np.add.reduceat(w, starts)
-    new_p = np.add.reduceat(points.cpu().numpy()[order] * w[:, None], starts, axis=0)
+    new_p = np.add.reduceat(points_np[order] * w[:, None], starts, axis=0)
     new_p /= new_w[:, None]
     device = points.device
     new_p, new_w = torch.as_tensor(new_p, device=device), torch.as_tensor(new_w, device=device)
@@ -391,9 +393,9 @@ def run_mean_shift(
         points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
     # squared distances must stay finite in the working dtype
     limit = math.sqrt(torch.finfo(dtype).max) / (4 * math.sqrt(X.shape[1]))
-    with np.errstate(over="ignore"):
-        span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
     if not torch.isfinite(points).all() or points.abs().max() > limit:
+        with np.errstate(over="ignore"):
+            span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
         raise ValueError(
             f"bandwidth={bandwidth:g} is too small for {str(dtype).split('.')[-1]}: the data "
             f"span {span:g} in one feature, {span / bandwidth:g} bandwidths, more than it can "

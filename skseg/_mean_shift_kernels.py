@@ -282,13 +282,15 @@ def leaf_list_means(
 
     out = np.empty((width, n), dtype=queries.dtype)
     as_index = np.int64
+    padded_queries = padded(queries)
+    padded_sources = padded_queries if sources is queries else padded(sources)
     # leaves differ widely in work (dense ones stop early): hand them out one at a time
     # rather than in one equal block per thread
     with numba.parallel_chunksize(1):
         _means(
-            padded(queries),
+            padded_queries,
             q_starts.astype(as_index),
-            padded(sources),
+            padded_sources,
             log_w.astype(queries.dtype),
             s_starts.astype(as_index),
             *(np.ascontiguousarray(b, dtype=np.float64) for b in boxes),
