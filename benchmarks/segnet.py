@@ -25,11 +25,18 @@ import torch
 from skorch.callbacks import Callback
 
 from skseg._device import has_fast_bfloat16
-from skseg.losses import CrossEntropy2D
 from skseg.metrics import mean_iou
-from skseg.optim import Muon, muon_param_groups
-from skseg.recipe import RECIPE, fit_recipe, plan_training, recipe_data, recipe_model
-from skseg.segnet_model import SegNetLite
+from skseg.segnet import (
+    RECIPE,
+    CrossEntropy2D,
+    Muon,
+    SegNetLite,
+    fit_recipe,
+    muon_param_groups,
+    plan_training,
+    recipe_data,
+    recipe_model,
+)
 
 
 def _network_and_batch(device, batch, channels_last, top_block="upsample"):

@@ -1,6 +1,6 @@
 """skseg: image segmentation estimators for the scikit-learn world."""
 
-from .mean_shift import MeanShiftSegmenter
+from .meanshift import MeanShiftSegmenter
 from .segnet import SegNetSegmenter
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ def keep_freed_memory(mmap_threshold=32 * 2**20, trim_threshold=2**31 - 1):
     kilobytes are free there. A training step of a convolutional network allocates and
     frees the same activation tensors of several megabytes every step, so every step
     faults their pages in again; on virtual machines, where page faults are expensive,
-    that costs 10 to 30 % of a step of :class:`~skseg.segnet_model.SegNetLite` on 2 CPU
+    that costs 10 to 30 % of a step of :class:`~skseg.segnet.SegNetLite` on 2 CPU
     cores. This serves allocations of up to ``mmap_threshold`` bytes from the heap and
     keeps up to ``trim_threshold`` free bytes on it: the process then holds on to its
     peak memory. It acts on the whole process, so ``skseg train-segnet`` calls it and

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import recipe
-from .recipe import PRECISIONS, RECIPE, fit_recipe, plan_training, recipe_data, recipe_model
+from .segnet import PRECISIONS, RECIPE, fit_recipe, plan_training, recipe_data, recipe_model
+from .segnet import _recipe as recipe
 
 __all__ = ["main", "build_parser"]
 
@@ -28,7 +28,7 @@ def _segment(args):
         rgb_to_features,
         segmentation_overview,
     )
-    from .mean_shift import MeanShiftSegmenter
+    from .meanshift import MeanShiftSegmenter
 
     if args.image is None:
         image, name = data.coffee(), "scikit-image sample 'coffee'"
@@ -355,7 +355,7 @@ def build_parser():
         "--optimizer",
         choices=["muon", "adamw"],
         help="muon: Muon for the hidden 3x3 convolutions, AdamW for the other parameters "
-        "(skseg.optim.Muon); adamw: AdamW for all (default %(default)s)",
+        "(skseg.segnet.Muon); adamw: AdamW for all (default %(default)s)",
     )
     train.add_argument(
         "--lr",
@@ -366,7 +366,7 @@ def build_parser():
         "--lr-schedule",
         choices=["wsd", "onecycle"],
         help="wsd: warm up over a tenth of the steps, hold the peak, decay linearly to zero "
-        "over the last 30 %% (skseg.optim.WarmupStableDecayLR); onecycle: torch's "
+        "over the last 30 %% (skseg.segnet.WarmupStableDecayLR); onecycle: torch's "
         "one-cycle schedule (default %(default)s)",
     )
     train.add_argument(

@@ -136,7 +136,7 @@ def test_train_segnet_reads_mnist(tmp_path, capsys):
 
 def test_train_segnet_options_reach_the_recipe_model(monkeypatch):
     import skseg.cli
-    from skseg.recipe import RECIPE
+    from skseg.segnet import RECIPE
 
     # the command's defaults are the recipe's, in one place
     parsed = skseg.cli.build_parser().parse_args(["train-segnet"])
@@ -155,8 +155,7 @@ def test_train_segnet_options_reach_the_recipe_model(monkeypatch):
 
 
 def test_recipe_model_builds_the_recipe():
-    from skseg.optim import Muon
-    from skseg.recipe import recipe_model
+    from skseg.segnet import Muon, recipe_model
 
     model = recipe_model()
     assert (model.input_thresholds, model.lr_schedule, model.top_block) == (4, "wsd", "upsample")
@@ -184,13 +183,13 @@ def test_non_finite_numbers_are_rejected(argv, message, capsys):
 
 def _no_work(monkeypatch):
     # any of these checks must fail before the estimators are built
-    import skseg.mean_shift
+    import skseg.meanshift
     import skseg.segnet
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(skseg.mean_shift.MeanShiftSegmenter, "fit", refuse)
+    monkeypatch.setattr(skseg.meanshift.MeanShiftSegmenter, "fit", refuse)
     monkeypatch.setattr(skseg.segnet.SegNetSegmenter, "fit", refuse)
     monkeypatch.setattr("skseg.cli.recipe_data", refuse)
 

@@ -8,8 +8,8 @@ from hypothesis.extra.numpy import arrays
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import jaccard_score
 
-from skseg.losses import CrossEntropy2D
 from skseg.metrics import iou_per_class, iou_scorer, mean_iou
+from skseg.segnet import CrossEntropy2D
 
 
 def _scores_and_target(seed, size, target_size, ignore=True):
@@ -32,20 +32,11 @@ def test_same_size_matches_torch_cross_entropy():
         torch.testing.assert_close(loss, expected)
 
 
-def test_upsampling_branch_resizes_scores_bilinearly():
+def test_smaller_scores_are_upsampled_bilinearly_to_the_target():
     scores, target = _scores_and_target(1, (4, 4), (8, 8))
-    loss = CrossEntropy2D(resize_scores=True)(scores, target)
+    loss = CrossEntropy2D()(scores, target)
     up = F.interpolate(scores, size=(8, 8), mode="bilinear", align_corners=False)
     torch.testing.assert_close(loss, F.cross_entropy(up, target, ignore_index=255))
-
-
-def test_downsampling_branch_resizes_the_target_by_nearest_neighbour():
-    scores, target = _scores_and_target(2, (4, 4), (8, 8), ignore=False)
-    loss = CrossEntropy2D(resize_scores=False)(scores, target)
-    # nearest neighbour from 8 to 4 keeps every second row and column
-    small = target[:, ::2, ::2]
-    torch.testing.assert_close(loss, F.cross_entropy(scores, small, ignore_index=255))
-    assert not torch.allclose(loss, CrossEntropy2D(resize_scores=True)(scores, target))
 
 
 def test_loss_rejects_bad_shapes():

@@ -6,7 +6,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from skseg import MeanShiftSegmenter
-from skseg import _mean_shift_backend as backend
+from skseg.meanshift import _backend as backend
 
 from .reference import blurring_mean_shift_reference, standard_mean_shift_reference
 

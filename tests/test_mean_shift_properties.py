@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from skseg import MeanShiftSegmenter
-from skseg import _mean_shift_backend as backend
-from skseg import _mean_shift_kernels as kernels
+from skseg.meanshift import _backend as backend
+from skseg.meanshift import _kernels as kernels
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -149,3 +149,34 @@ def test_fused_kernel_is_deterministic(coffee_lab_small):
 def test_row_groups_match_numpys_row_unique(keys):
     expected = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
     np.testing.assert_array_equal(backend._row_groups(keys), expected)
+
+
+@SETTINGS
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 60), st.integers(1, 4)), elements=st.integers(-2, 2)
+    )
+)
+def test_unique_rows_matches_numpy(X):
+    ours = backend.unique_rows(X)
+    theirs = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b.reshape(a.shape))
+
+
+@SETTINGS
+@given(
+    arrays(
+        np.float64, st.tuples(st.integers(1, 300), st.integers(1, 3)), elements=st.integers(-3, 3)
+    ),
+    st.integers(1, 40),
+)
+def test_kd_leaves_split_at_the_median_of_the_widest_coordinate(X, leaf_size):
+    # few distinct values: many ties at every median
+    order, starts = backend.kd_leaves(X, leaf_size)
+    np.testing.assert_array_equal(np.sort(order), np.arange(len(X)))
+    assert starts[0] == 0 and starts[-1] == len(X) and np.diff(starts).max() <= leaf_size
+    if len(X) > leaf_size:  # the root's split: halves on either side of the median
+        dim = np.argmax(X.max(axis=0) - X.min(axis=0))
+        half = len(X) // 2
+        assert X[order[:half], dim].max() <= X[order[half:], dim].min()

@@ -10,8 +10,7 @@ from torch import nn
 
 from skseg import SegNetSegmenter
 from skseg.datasets import load_digits_standin, make_multidigit_mnist
-from skseg.optim import Muon, WarmupStableDecayLR, muon_param_groups, orthogonalize
-from skseg.segnet_model import SegNetLite
+from skseg.segnet import Muon, SegNetLite, WarmupStableDecayLR, muon_param_groups, orthogonalize
 
 
 @pytest.mark.parametrize("dtype, atol", [(None, 2e-3), (torch.bfloat16, 0.15)])
@@ -415,11 +414,11 @@ def test_max_time_plans_the_epochs_and_the_schedule_to_the_budget(monkeypatch):
     import itertools
     import types
 
-    import skseg._skorch_callbacks
+    import skseg.segnet._callbacks
 
     readings = itertools.count()
     clock = types.SimpleNamespace(perf_counter=lambda: next(readings) * 0.01)
-    monkeypatch.setattr(skseg._skorch_callbacks, "time", clock)
+    monkeypatch.setattr(skseg.segnet._callbacks, "time", clock)
     digits, labels = load_digits_standin()
     X, y = make_multidigit_mnist(
         32, digits=digits, labels=labels, image_size=32, max_digits=1, random_state=0

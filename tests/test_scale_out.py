@@ -60,7 +60,7 @@ def test_grid_search_and_batch_segmentation_on_a_dask_cluster(dask_client):
 
 def test_accelerate_code_path_on_cpu():
     accelerate = pytest.importorskip("accelerate")
-    from skseg.accelerate import AcceleratedSegNetSegmenter
+    from skseg.segnet import AcceleratedSegNetSegmenter
 
     digits, labels = load_digits_standin()
     X, y = make_multidigit_mnist(

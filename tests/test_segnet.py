@@ -23,8 +23,7 @@ from skseg import SegNetSegmenter
 from skseg._device import has_fast_bfloat16
 from skseg.datasets import load_digits_standin, make_multidigit_mnist
 from skseg.metrics import iou_scorer, mean_iou
-from skseg.segnet import shift_offsets
-from skseg.segnet_model import IntensityThresholds, SegNetLite
+from skseg.segnet import IntensityThresholds, SegNetLite, shift_offsets
 
 TINY = dict(width=4, depth=2, lr=2e-2, batch_size=16, verbose=0, random_state=0)
 
@@ -465,7 +464,7 @@ def test_mixed_precision_trains(small_data):
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_mixed_precision_follows_the_hardware(small_data, monkeypatch, native):
     X, y = small_data
-    monkeypatch.setattr("skseg.segnet.has_fast_bfloat16", lambda device: native)
+    monkeypatch.setattr("skseg.segnet._estimator.has_fast_bfloat16", lambda device: native)
     seg = SegNetSegmenter(max_epochs=1, mixed_precision="auto", **TINY).fit(X[:16], y[:16])
     logits = seg.infer(torch.as_tensor(X[:2]))
     assert logits.dtype == (torch.bfloat16 if native else torch.float32)
@@ -626,14 +625,14 @@ class _AdvanceClock(Callback):
 
 
 def test_fresh_compositions_sized_by_time(monkeypatch):
-    from skseg import segnet
+    from skseg.segnet import _training
 
     clock = _FakeClock()
-    monkeypatch.setattr(segnet, "time", clock)
+    monkeypatch.setattr(_training, "time", clock)
     digits, labels = load_digits_standin()
     model = SegNetSegmenter(max_epochs=3, callbacks=[("clock", _AdvanceClock(clock))], **TINY)
     # 16 images take 0.125 s; the 0.5 s left are shared by the two epochs left
-    segnet.fit_on_fresh_compositions(
+    _training.fit_on_fresh_compositions(
         model, digits, labels, n_images=16, seconds=0.625, image_size=32, max_digits=1
     )
     assert model.history[:, "n_images"] == [16, 32, 32]

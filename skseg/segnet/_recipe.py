@@ -5,7 +5,7 @@ as keyword arguments and ``skseg train-segnet``'s options are the same names. A 
 run, as the command does it::
 
     import time
-    from skseg.recipe import fit_recipe, plan_training, recipe_data, recipe_model
+    from skseg.segnet import fit_recipe, plan_training, recipe_data, recipe_model
 
     start = time.perf_counter()
     digits, labels, X_test, y_test = recipe_data("path/to/mnist")
@@ -16,6 +16,13 @@ run, as the command does it::
 """
 
 import time
+
+import torch
+
+from ..datasets import load_default_digits, make_multidigit_mnist, split_digits
+from ._estimator import SegNetSegmenter
+from ._optim import Muon
+from ._training import fit_on_fresh_compositions, images_per_epoch_for_budget, seconds_to_predict
 
 __all__ = ["RECIPE", "PRECISIONS", "recipe_data", "recipe_model", "plan_training", "fit_recipe"]
 
@@ -79,14 +86,12 @@ def recipe_data(
     Examples
     --------
     >>> import tempfile, warnings
-    >>> from skseg.recipe import recipe_data
+    >>> from skseg.segnet import recipe_data
     >>> with warnings.catch_warnings(record=True):  # no MNIST there: the stand-in
     ...     digits, labels, X_test, y_test = recipe_data(tempfile.mkdtemp(), n_test=4)
     >>> len(digits), X_test.shape
     (1497, (4, 1, 64, 64))
     """
-    from .datasets import load_default_digits, make_multidigit_mnist, split_digits
-
     digits, labels = load_default_digits(data_home)
     train, held = split_digits(len(digits), held_out_fraction=held_out_fraction, random_state=seed)
     X_test, y_test = make_multidigit_mnist(
@@ -122,7 +127,7 @@ def recipe_model(
 validation_fraction, test_time_shifts, device, verbose
         As in :class:`~skseg.SegNetSegmenter`.
     optimizer : {"muon", "adamw"}, default="muon"
-        :class:`~skseg.optim.Muon` for the hidden convolutions and AdamW for the rest, or
+        :class:`~skseg.segnet.Muon` for the hidden convolutions and AdamW for the rest, or
         :class:`torch.optim.AdamW` for all.
     epochs : int, default=7
         ``max_epochs``: the epochs of one learning-rate schedule.
@@ -139,16 +144,11 @@ validation_fraction, test_time_shifts, device, verbose
 
     Examples
     --------
-    >>> from skseg.recipe import recipe_model
+    >>> from skseg.segnet import recipe_model
     >>> model = recipe_model(width=16)
     >>> model.width, model.top_block, model.batch_size
     (16, 'upsample', 16)
     """
-    import torch
-
-    from .optim import Muon
-    from .segnet import SegNetSegmenter
-
     optimizers = {"muon": Muon, "adamw": torch.optim.AdamW}
     if optimizer not in optimizers or precision not in PRECISIONS:
         raise ValueError(
@@ -227,7 +227,7 @@ def plan_training(
     --------
     >>> import time
     >>> from skseg.datasets import load_digits_standin, make_multidigit_mnist
-    >>> from skseg.recipe import plan_training, recipe_model
+    >>> from skseg.segnet import plan_training, recipe_model
     >>> digits, labels = load_digits_standin()
     >>> X_test, y_test = make_multidigit_mnist(8, digits=digits, labels=labels)
     >>> n_train, seconds = plan_training(
@@ -236,8 +236,6 @@ def plan_training(
     >>> n_train > 0 and 1 <= seconds < 20
     True
     """
-    from .segnet import images_per_epoch_for_budget, seconds_to_predict
-
     evaluation = seconds_to_predict(model, X_test, y_test)
 
     def training_seconds():  # what the budget leaves now, at least 1 s
@@ -298,14 +296,12 @@ def fit_recipe(
     Examples
     --------
     >>> from skseg.datasets import load_digits_standin
-    >>> from skseg.recipe import fit_recipe, recipe_model
+    >>> from skseg.segnet import fit_recipe, recipe_model
     >>> digits, labels = load_digits_standin()
     >>> model = recipe_model(width=4, epochs=2, verbose=0)
     >>> fit_recipe(model, digits, labels, n_train=[8, 16]).history[:, "n_images"]
     [8, 16]
     """
-    from .segnet import fit_on_fresh_compositions
-
     return fit_on_fresh_compositions(
         model,
         digits,

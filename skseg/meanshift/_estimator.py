@@ -13,8 +13,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
-from ._device import resolve_device
-from ._mean_shift_backend import run_mean_shift
+from .._device import resolve_device
+from ._backend import run_mean_shift, unique_rows
 
 __all__ = ["MeanShiftSegmenter", "silhouette_scorer"]
 
@@ -120,7 +120,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    **Why it is fast and still exact.** The backend (``skseg._mean_shift_backend``) uses
+    **Why it is fast and still exact.** The backend (``skseg.meanshift._backend``) uses
     three reductions of work, each with a stated effect on the result:
 
     1. *Multiplicities.* Exactly equal samples are a single point of weight ``k``. Points
@@ -331,7 +331,7 @@ def _middle(points):
 
 def _segment_modes(shifted, radius):
     """Group shifted points closer than ``radius``; return each group's mean position."""
-    unique, inverse, counts = np.unique(shifted, axis=0, return_inverse=True, return_counts=True)
+    unique, inverse, counts = unique_rows(shifted)
     origin = _middle(unique)  # centred, as in _nearest
     centred = unique - origin
     graph = radius_neighbors_graph(centred, radius, mode="connectivity", include_self=False)
@@ -381,7 +381,7 @@ def silhouette_scorer(estimator, X, y=None, *, sample_size=2000):
     --------
     >>> import numpy as np
     >>> from skseg import MeanShiftSegmenter
-    >>> from skseg.mean_shift import silhouette_scorer
+    >>> from skseg.meanshift import silhouette_scorer
     >>> X = np.r_[np.zeros((5, 2)), np.full((5, 2), 10.0)]
     >>> X[::2] += 0.1
     >>> ms = MeanShiftSegmenter(bandwidth=1.0, random_state=0).fit(X)

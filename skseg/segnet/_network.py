@@ -65,7 +65,7 @@ class IntensityThresholds(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skseg.segnet_model import IntensityThresholds
+    >>> from skseg.segnet import IntensityThresholds
     >>> steps = IntensityThresholds(3)
     >>> steps.thresholds.data
     tensor([0.2500, 0.5000, 0.7500])
@@ -152,7 +152,7 @@ class SegNetLite(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skseg.segnet_model import SegNetLite
+    >>> from skseg.segnet import SegNetLite
     >>> net = SegNetLite(width=8, depth=2)
     >>> net(torch.zeros(2, 1, 16, 16)).shape
     torch.Size([2, 11, 16, 16])

@@ -10,6 +10,10 @@ __all__ = ["CrossEntropy2D"]
 class CrossEntropy2D(nn.Module):
     """Per-pixel cross-entropy between class scores and a label map.
 
+    Scores smaller than the target (a network that predicts at a lower resolution, passed
+    as ``SegNetSegmenter(module=...)``) are upsampled bilinearly to the target's size
+    first; :class:`SegNetLite` returns scores at the target's size.
+
     Parameters
     ----------
     ignore_index : int, default=255
@@ -22,26 +26,20 @@ class CrossEntropy2D(nn.Module):
     weight : Tensor of shape (n_classes,) or None, default=None
         Class weights.
 
-    resize_scores : bool, default=True
-        When scores and target differ in size: ``True`` upsamples the scores bilinearly to
-        the target's size; ``False`` downsamples the target with nearest neighbour to the
-        scores' size.
-
     Examples
     --------
     >>> import torch
-    >>> from skseg.losses import CrossEntropy2D
+    >>> from skseg.segnet import CrossEntropy2D
     >>> scores = torch.zeros(1, 3, 4, 4)
     >>> target = torch.zeros(1, 8, 8, dtype=torch.long)
     >>> CrossEntropy2D()(scores, target)
     tensor(1.0986)
     """
 
-    def __init__(self, ignore_index=255, reduction="mean", weight=None, resize_scores=True):
+    def __init__(self, ignore_index=255, reduction="mean", weight=None):
         super().__init__()
         self.ignore_index = ignore_index
         self.reduction = reduction
-        self.resize_scores = resize_scores
         self.register_buffer("weight", None if weight is None else torch.as_tensor(weight))
 
     def forward(self, scores, target):
@@ -53,14 +51,9 @@ class CrossEntropy2D(nn.Module):
             )
         target = target.long()
         if scores.shape[-2:] != target.shape[-2:]:
-            if self.resize_scores:
-                scores = F.interpolate(
-                    scores, size=target.shape[-2:], mode="bilinear", align_corners=False
-                )
-            else:
-                target = F.interpolate(
-                    target[:, None].float(), size=scores.shape[-2:], mode="nearest"
-                )[:, 0].long()
+            scores = F.interpolate(
+                scores, size=target.shape[-2:], mode="bilinear", align_corners=False
+            )
         return F.cross_entropy(
             scores.float(),
             target,

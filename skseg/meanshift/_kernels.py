@@ -6,18 +6,20 @@ For every query ``q`` they accumulate, over the source leaves listed for the que
 
 in one pass over the sources: the distance, the exponential and the two sums stay in
 registers, so no block of pair weights is ever written to memory (the blocked matrix
-products of :func:`skseg._mean_shift_backend.weighted_means_torch` write and re-read every
+products of :func:`skseg.meanshift._backend.weighted_means_torch` write and re-read every
 pair weight, which makes them memory-bound on CPUs). Differences ``s_j - q`` are formed
 directly, which is accurate at any bandwidth, and the result is ``q`` plus the weighted
 mean difference. The listed leaves are met nearest first, a chunk of about ``CHUNK``
 sources at a time copied into one contiguous buffer that every query streams in a single
 vectorised loop; after each chunk a query whose remaining leaves provably move it by
-less than the tolerance stops (see :func:`skseg._mean_shift_backend.leaf_lists`).
+less than the tolerance stops (see :func:`skseg.meanshift._backend.leaf_lists`).
 
 The float32 exponential is a vectorisable polynomial, evaluated in float32 (relative
 error below ``5e-7``, a few float32 ulps, on ``[-87, 0]``); float64 uses the C library's
-``exp``. Kernels exist for up to 3 and up to 5 features (colour, colour and position);
-fewer features are padded with zeros.
+``exp``. The float32 pair loops are compiled apart, for the widest vectors of the CPU
+(:mod:`skseg.meanshift._pair_loops`); the float64 loops are numba's. Kernels exist for
+up to 3 and up to 5 features (colour, colour and position); fewer features are padded
+with zeros.
 """
 
 import math
@@ -27,6 +29,8 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
+
+from . import _pair_loops
 
 #: most features a fused kernel handles; more fall back to the torch kernel
 MAX_FEATURES = 5
@@ -147,6 +151,51 @@ def _add_5(queries, lo, buf, acc, active):
         acc[4, i], acc[5, i] = s3, s4
 
 
+def _pair_function(width):
+    """The compiled float32 pair loop for ``width`` features (:mod:`._pair_loops`)."""
+    return types.ExternalFunction(
+        _pair_loops.SYMBOLS[width], types.void(*([types.int64] * 9))
+    )
+
+
+_pairs_3_f32 = _pair_function(3)
+_pairs_5_f32 = _pair_function(5)
+
+
+def _sums_3(queries, lo, buf, acc, active):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+def _sums_5(queries, lo, buf, acc, active):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+def _external_sums(pairs):
+    def sums(queries, lo, buf, acc, active):
+        pairs(
+            np.int64(queries.ctypes.data), queries.shape[1], lo,
+            np.int64(buf.ctypes.data), buf.shape[1],
+            np.int64(acc.ctypes.data), acc.shape[1],
+            np.int64(active.ctypes.data), len(active),
+        )
+
+    return sums
+
+
+@overload(_sums_3)
+def _sums_3_overload(queries, lo, buf, acc, active):
+    if queries.dtype == types.float32:
+        return _external_sums(_pairs_3_f32)
+    return lambda queries, lo, buf, acc, active: _add_3(queries, lo, buf, acc, active)
+
+
+@overload(_sums_5)
+def _sums_5_overload(queries, lo, buf, acc, active):
+    if queries.dtype == types.float32:
+        return _external_sums(_pairs_5_f32)
+    return lambda queries, lo, buf, acc, active: _add_5(queries, lo, buf, acc, active)
+
+
 @njit(inline="always")
 def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, end, left_a, left_b):
     """Per query, the bounds of what the leaves not met yet can add.
@@ -184,7 +233,7 @@ def _settled(acc, i, tail_a, tail_b, tolerance):
     With ``sw`` the total weight and ``s`` the weighted difference of the sources met so
     far (the query's mean is ``q + s / sw``), the rest moves it by at most
     ``(tail_b + tail_a |s| / sw) / sw`` (see
-    :func:`skseg._mean_shift_backend.leaf_lists`).
+    :func:`skseg.meanshift._backend.leaf_lists`).
     """
     sw = np.float64(acc[0, i])
     norm2 = 0.0
@@ -215,9 +264,9 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
             last, m = _chunk(s_starts, leaves, at, end)
             buf = _gather(sources, log_w, s_starts, leaves, at, last, m)
             if width == 3:
-                _add_3(queries, lo, buf, acc, active[:n_active])
+                _sums_3(queries, lo, buf, acc, active[:n_active])
             else:
-                _add_5(queries, lo, buf, acc, active[:n_active])
+                _sums_5(queries, lo, buf, acc, active[:n_active])
             at = last
             if at == end:
                 break
@@ -232,6 +281,83 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
         for k in range(width):
             for i in range(hi - lo):
                 out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
+
+
+@njit(cache=True)
+def kd_order(points, leaf_size):
+    """Order ``points`` along a k-d tree; see :func:`skseg.meanshift._backend.kd_leaves`.
+
+    Nodes are split depth first, the lower half first, each at the median of its widest
+    coordinate (a quickselect with median-of-three pivots: the same order on every run).
+    """
+    n, d = points.shape
+    order = np.arange(n)
+    starts = np.empty(n + 1, dtype=np.int64)
+    n_leaves = 0
+    stack = np.empty((2 * 64, 2), dtype=np.int64)  # depth at most log2(n) < 64
+    stack[0, 0], stack[0, 1] = 0, n
+    top = 1
+    while top > 0:
+        top -= 1
+        lo, hi = stack[top, 0], stack[top, 1]
+        if hi - lo <= leaf_size:
+            starts[n_leaves] = lo
+            n_leaves += 1
+            continue
+        dim, widest = 0, -1.0
+        for k in range(d):
+            low = high = points[order[lo], k]
+            for i in range(lo + 1, hi):
+                value = points[order[i], k]
+                low, high = min(low, value), max(high, value)
+            if high - low > widest:
+                dim, widest = k, high - low
+        mid = lo + (hi - lo) // 2
+        _select(points[:, dim], order, lo, hi, mid)
+        stack[top, 0], stack[top, 1] = mid, hi  # upper half after the lower one
+        stack[top + 1, 0], stack[top + 1, 1] = lo, mid
+        top += 2
+    starts[n_leaves] = n
+    return order, starts[: n_leaves + 1].copy()
+
+
+@njit(inline="always")
+def _select(key, order, lo, hi, nth):
+    """Permute ``order[lo:hi]`` so that ``key[order[nth]]`` is in its sorted place, with
+    no larger key before it and no smaller one after it.
+
+    Quickselect with a median-of-three pivot and a three-way partition (keys below,
+    equal to and above the pivot), so that repeated keys cost no more than distinct ones.
+    """
+    hi -= 1
+    while hi > lo:
+        mid = lo + (hi - lo) // 2
+        a, b, c = key[order[lo]], key[order[mid]], key[order[hi]]
+        if (a <= b <= c) or (c <= b <= a):
+            pivot = b
+        elif (b <= a <= c) or (c <= a <= b):
+            pivot = a
+        else:
+            pivot = c
+        # order[lo:below] < pivot, order[below:i] == pivot, order[above + 1:hi + 1] > pivot
+        below, i, above = lo, lo, hi
+        while i <= above:
+            value = key[order[i]]
+            if value < pivot:
+                order[below], order[i] = order[i], order[below]
+                below += 1
+                i += 1
+            elif value > pivot:
+                order[i], order[above] = order[above], order[i]
+                above -= 1
+            else:
+                i += 1
+        if nth < below:
+            hi = below - 1
+        elif nth > above:
+            lo = above + 1
+        else:
+            return
 
 
 def leaf_list_means(
@@ -258,7 +384,7 @@ def leaf_list_means(
         ``leaves[ptr[i]:ptr[i + 1]]``, nearest first.
     left : tuple of (left_a, left_b), ndarrays of shape (n_query_leaves,)
         Bounds of what the source leaves left out of each list can add (see
-        :func:`skseg._mean_shift_backend.leaf_lists`).
+        :func:`skseg.meanshift._backend.leaf_lists`).
     tolerance : float
         Largest move, in scaled units, that meeting fewer sources may cause; each query
         stops meeting its leaf's list once the rest provably moves it by less.
@@ -284,6 +410,7 @@ def leaf_list_means(
     as_index = np.int64
     padded_queries = padded(queries)
     padded_sources = padded_queries if sources is queries else padded(sources)
+    _pair_loops.register()  # before _means is compiled or loaded from numba's cache
     # leaves differ widely in work (dense ones stop early): hand them out one at a time
     # rather than in one equal block per thread
     with numba.parallel_chunksize(1):

@@ -1,6 +1,6 @@
 """Numerical engine of Gaussian mean-shift: k-d leaves, error-bounded pruning, kernels.
 
-The public estimator lives in :mod:`skseg.mean_shift`. Everything here works in *scaled*
+The public estimator lives in :mod:`skseg.meanshift`. Everything here works in *scaled*
 coordinates ``y = (x - c) / (bandwidth * sqrt(2))``, so that the Gaussian weight of a pair
 is simply ``exp(-||y_i - y_j||**2)``.
 
@@ -20,7 +20,7 @@ tolerance of the exact step:
    meeting a query's list as soon as a per-query bound on the rest, taken with the exact
    weight of the sources met so far, fits in the tolerance: points in dense regions meet
    few leaves.
-3. **Fused kernels.** On the CPU, :mod:`skseg._mean_shift_kernels` evaluates each
+3. **Fused kernels.** On the CPU, :mod:`skseg.meanshift._kernels` evaluates each
    listed leaf pair in registers (distance, exponential and sums in one pass). Elsewhere
    (CUDA, or more than five features) :func:`weighted_means_torch` forms one
    ``rows x columns`` block of exponents at a time by a matrix product and reduces it by
@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-from . import _mean_shift_kernels as kernels
+from . import _kernels as kernels
 
 #: most source columns in one block of the torch kernel; bounds its memory at
 #: ``batch_size * MAX_COLUMNS`` floats
@@ -69,6 +69,9 @@ def prune_tolerance(dtype):
 def kd_leaves(points, leaf_size=LEAF_SIZE):
     """Order ``points`` along a k-d tree.
 
+    Every node splits at the median of its widest coordinate, until nodes hold at most
+    ``leaf_size`` points (:func:`skseg.meanshift._kernels.kd_order`).
+
     Returns
     -------
     order : ndarray of shape (n,)
@@ -76,23 +79,7 @@ def kd_leaves(points, leaf_size=LEAF_SIZE):
     starts : ndarray of shape (n_leaves + 1,)
         Leaf ``i`` holds ``order[starts[i]:starts[i + 1]]``.
     """
-    n = len(points)
-    order = np.arange(n)
-    stack = [(0, n)]
-    bounds = []
-    while stack:
-        lo, hi = stack.pop()
-        if hi - lo <= leaf_size:
-            bounds.append(lo)
-            continue
-        idx = order[lo:hi]
-        pts = points[idx]
-        dim = int(np.argmax(pts.max(axis=0) - pts.min(axis=0)))
-        mid = (hi - lo) // 2
-        order[lo:hi] = idx[np.argpartition(pts[:, dim], mid)]
-        stack.append((lo + mid, hi))
-        stack.append((lo, lo + mid))
-    starts = np.array(sorted(bounds) + [n])
+    order, starts = kernels.kd_order(np.ascontiguousarray(points), int(leaf_size))
     return order, starts
 
 
@@ -349,6 +336,19 @@ def _row_groups(keys):
     return group.reshape(-1)
 
 
+def unique_rows(X):
+    """``np.unique(X, axis=0, return_inverse=True, return_counts=True)``, faster.
+
+    The distinct rows in lexicographic order, the index of every row among them and how
+    often each occurs, from :func:`_row_groups`.
+    """
+    group = _row_groups(X)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    first = np.empty(n_groups, dtype=np.int64)
+    first[group[::-1]] = np.arange(len(X) - 1, -1, -1)  # the first row of every group
+    return X[first], group, np.bincount(group, minlength=n_groups)
+
+
 def merge_tolerance(dtype):
     """Distance (scaled units) under which collapsed points are merged.
 
@@ -384,7 +384,7 @@ def run_mean_shift(
     scale = bandwidth * math.sqrt(2.0)
     # exact duplicates are one weighted point: they would move identically anyway. The
     # unique rows come sorted, so nothing below depends on the order of the samples.
-    unique, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    unique, inverse, counts = unique_rows(X)
     # centred on the middle of the data's box (halves first: no overflow near the
     # largest floats); what cannot be represented is caught below
     origin = unique.min(axis=0) / 2 + unique.max(axis=0) / 2

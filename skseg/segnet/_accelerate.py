@@ -5,7 +5,7 @@ Requires the ``accelerate`` extra: ``pip install "skseg[accelerate]"``.
 
 from skorch.hf import AccelerateMixin
 
-from .segnet import SegNetSegmenter
+from ._estimator import SegNetSegmenter
 
 __all__ = ["AcceleratedSegNetSegmenter"]
 
@@ -37,7 +37,7 @@ class AcceleratedSegNetSegmenter(AccelerateMixin, SegNetSegmenter):
     Examples
     --------
     >>> from accelerate import Accelerator
-    >>> from skseg.accelerate import AcceleratedSegNetSegmenter
+    >>> from skseg.segnet import AcceleratedSegNetSegmenter
     >>> from skseg.datasets import load_digits_standin, make_multidigit_mnist
     >>> digits, labels = load_digits_standin()
     >>> X, y = make_multidigit_mnist(8, digits=digits, labels=labels, image_size=32,

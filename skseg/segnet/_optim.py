@@ -6,6 +6,7 @@ from numbers import Integral
 
 import torch
 from torch import nn
+from torch.optim.adamw import adamw
 
 __all__ = ["Muon", "WarmupStableDecayLR", "muon_param_groups", "orthogonalize"]
 
@@ -57,7 +58,7 @@ def orthogonalize(matrix, steps=5, *, dtype=None):
     Examples
     --------
     >>> import torch
-    >>> from skseg.optim import orthogonalize
+    >>> from skseg.segnet import orthogonalize
     >>> q = orthogonalize(torch.randn(4, 6, generator=torch.Generator().manual_seed(0)))
     >>> s = torch.linalg.svdvals(q)
     >>> bool(((s > 0.6) & (s < 1.3)).all())
@@ -117,11 +118,17 @@ class Muon(torch.optim.Optimizer):
     ``lr * muon_lr_ratio * sqrt(max(1, rows / cols))``.
 
     Parameters that should not be orthogonalised (biases, normalisation layers, the
-    first layer that reads the input, the classifier) take decoupled-weight-decay Adam
-    steps of size ``lr`` (the update of :class:`torch.optim.AdamW`).
+    first layer that reads the input, the classifier) take the steps of
+    :class:`torch.optim.AdamW` (its functional form, ``torch.optim.adamw.adamw``) with
+    learning rate ``lr``.
     :func:`muon_param_groups` splits a module's parameters this way; each parameter
     group says which update it takes with ``use_muon`` (``None``: Muon for parameters
     of two or more dimensions).
+
+    :class:`torch.optim.Muon` takes matrices only; this class extends the same update
+    (tested step by step against it on matrices) to convolution weights, reshaped, to
+    Newton-Schulz iterations in bfloat16 (``ns_dtype``) and to AdamW for the rest, in
+    one optimizer that skorch and torch's learning-rate schedulers drive.
 
     Learning-rate schedulers drive ``lr``; both updates follow it. Schedulers that
     cycle momentum (:class:`torch.optim.lr_scheduler.OneCycleLR`) cycle ``betas`` of
@@ -175,7 +182,7 @@ class Muon(torch.optim.Optimizer):
     --------
     >>> import torch
     >>> from torch import nn
-    >>> from skseg.optim import Muon, muon_param_groups
+    >>> from skseg.segnet import Muon, muon_param_groups
     >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
     >>> opt = Muon(muon_param_groups(net), lr=1e-3)
     >>> [group["use_muon"] for group in opt.param_groups]
@@ -243,6 +250,7 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            adamw_params = []
             for param in group["params"]:
                 if param.grad is None:
                     continue
@@ -254,7 +262,9 @@ class Muon(torch.optim.Optimizer):
                 if use_muon:
                     self._muon_step(param, group)
                 else:
-                    self._adamw_step(param, group)
+                    adamw_params.append(param)
+            if adamw_params:
+                self._adamw_steps(adamw_params, group)
         return loss
 
     def _muon_step(self, param, group):
@@ -272,22 +282,31 @@ class Muon(torch.optim.Optimizer):
         param.mul_(1 - lr * group["weight_decay"])
         param.add_(direction, alpha=-lr * math.sqrt(max(1.0, matrix.shape[0] / matrix.shape[1])))
 
-    def _adamw_step(self, param, group):
-        grad = param.grad
-        state = self.state[param]
-        if "step" not in state:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(param)
-            state["exp_avg_sq"] = torch.zeros_like(param)
-        state["step"] += 1
+    def _adamw_steps(self, params, group):
+        """AdamW steps for ``params``: torch's functional AdamW, on this optimizer's state."""
+        for param in params:
+            state = self.state[param]
+            if "exp_avg" not in state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        states = [self.state[param] for param in params]
         beta1, beta2 = group["betas"]
-        state["exp_avg"].lerp_(grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias1 = 1 - beta1 ** state["step"]
-        bias2 = 1 - beta2 ** state["step"]
-        denominator = (state["exp_avg_sq"].sqrt() / math.sqrt(bias2)).add_(group["eps"])
-        param.mul_(1 - group["lr"] * group["weight_decay"])
-        param.addcdiv_(state["exp_avg"], denominator, value=-group["lr"] / bias1)
+        adamw(
+            params,
+            [param.grad for param in params],
+            [state["exp_avg"] for state in states],
+            [state["exp_avg_sq"] for state in states],
+            [],
+            [state["step"] for state in states],
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )
 
 
 def muon_param_groups(module):
@@ -311,8 +330,8 @@ def muon_param_groups(module):
 
     Examples
     --------
-    >>> from skseg.optim import muon_param_groups
-    >>> from skseg.segnet_model import SegNetLite
+    >>> from skseg.segnet import muon_param_groups
+    >>> from skseg.segnet import SegNetLite
     >>> muon, adamw = muon_param_groups(SegNetLite(width=8, depth=2))
     >>> [tuple(p.shape) for p in muon["params"]]
     [(16, 8, 3, 3), (8, 8, 3, 3), (8, 16, 3, 3)]
@@ -378,7 +397,7 @@ class WarmupStableDecayLR(torch.optim.lr_scheduler.LambdaLR):
     Examples
     --------
     >>> import torch
-    >>> from skseg.optim import WarmupStableDecayLR
+    >>> from skseg.segnet import WarmupStableDecayLR
     >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     >>> scheduler = WarmupStableDecayLR(opt, max_lr=1.0, total_steps=10, warmup=0.2, decay=0.4)
     >>> rates = []

@@ -6,7 +6,7 @@ import time
 import torch
 from skorch.callbacks import Callback, ProgressBar
 
-from .optim import WarmupStableDecayLR
+from ._optim import WarmupStableDecayLR
 
 
 class QuietProgressBar(ProgressBar):
@@ -49,7 +49,7 @@ class PlannedLRSchedule(Callback):
 
     The schedule is the net's ``lr_schedule``: ``"onecycle"``
     (:class:`torch.optim.lr_scheduler.OneCycleLR`) or ``"wsd"``
-    (:class:`~skseg.optim.WarmupStableDecayLR`), each parameter group peaking at its own
+    (:class:`~skseg.segnet.WarmupStableDecayLR`), each parameter group peaking at its own
     learning rate (the net's ``lr`` unless the group sets one) and stepped every batch;
     the callback is inactive for ``"constant"``.
     :meth:`~skseg.SegNetSegmenter.fit` starts a schedule of ``max_epochs`` epochs; calls

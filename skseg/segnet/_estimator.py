@@ -1,19 +1,11 @@
 """SegNet semantic segmentation as a scikit-learn estimator, built on skorch."""
 
 import contextlib
-import hashlib
-import itertools
-import json
 import math
-import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from skimage.util import img_as_float32
-from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -22,64 +14,28 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
 
-from ._device import has_fast_bfloat16, resolve_device
-from ._skorch_callbacks import PlannedLRSchedule, QuietProgressBar, StopOnNonFiniteLoss
-from ._validation import check_integer_labels
-from .losses import CrossEntropy2D
-from .metrics import confusion_matrix_iou, mean_iou
-from .optim import Muon, muon_param_groups
-from .segnet_model import TOP_BLOCKS, SegNetLite
-
-__all__ = [
-    "SegNetSegmenter",
-    "fit_on_fresh_compositions",
-    "images_per_epoch_for_budget",
-    "seconds_to_predict",
-    "shift_offsets",
-]
-
-# constructor parameters that save() stores; classes and callables are not stored
-_SAVED_PARAMS = (
-    "width",
-    "depth",
-    "convs_per_block",
-    "encoder_skip",
-    "input_skip",
-    "input_thresholds",
-    "top_block",
-    "lr",
-    "max_epochs",
-    "max_time",
-    "batch_size",
-    "validation_fraction",
-    "lr_schedule",
-    "weight_decay",
-    "mixed_precision",
-    "channels_last",
-    "image_shape",
-    "ignore_index",
-    "test_time_shifts",
-    "random_state",
-    "verbose",
-)
-
-#: what :meth:`SegNetSegmenter.save` writes under the ``"format"`` key, and the newest
-#: version of the file layout :meth:`SegNetSegmenter.load` reads (files from before the
-#: versions are read as version 0)
-FILE_FORMAT = "skseg.SegNetSegmenter"
-FILE_FORMAT_VERSION = 1
+from .._device import has_fast_bfloat16, resolve_device
+from .._validation import check_integer_labels
+from ..metrics import confusion_matrix_iou, mean_iou
+from ._augment import averaged_scores, shift_offsets
+from ._callbacks import PlannedLRSchedule, QuietProgressBar, StopOnNonFiniteLoss
+from ._losses import CrossEntropy2D
+from ._network import TOP_BLOCKS, SegNetLite
+from ._optim import Muon, muon_param_groups
+from ._persistence import load_model, save_model
+from ._validation import check_images, check_label_maps
 
 
 class SegNetSegmenter(NeuralNet):
     """Semantic segmentation with a simplified SegNet, trained by skorch.
 
     A :class:`skorch.NeuralNet` (so skorch's callbacks, ``history``,
-    ``save_params``/``load_params`` all work) around :class:`~skseg.segnet_model.SegNetLite`,
-    trained with the per-pixel :class:`~skseg.losses.CrossEntropy2D` and scored by
+    ``save_params``/``load_params`` all work) around :class:`~skseg.segnet.SegNetLite`,
+    trained with the per-pixel :class:`~skseg.segnet.CrossEntropy2D` and scored by
     :func:`~skseg.metrics.mean_iou`. It is a scikit-learn estimator: it clones, works in
     :class:`~sklearn.pipeline.Pipeline` and
     :class:`~sklearn.model_selection.GridSearchCV` (``scoring=skseg.metrics.iou_scorer``).
@@ -104,16 +60,16 @@ class SegNetSegmenter(NeuralNet):
 
     encoder_skip : bool, default=True
         Add each encoder block's output to the decoder block of the same level after
-        unpooling (see :class:`~skseg.segnet_model.SegNetLite`).
+        unpooling (see :class:`~skseg.segnet.SegNetLite`).
 
     input_skip : bool, default=True
         Feed the input image to the last decoder block as well (see
-        :class:`~skseg.segnet_model.SegNetLite`). ``encoder_skip=False,
+        :class:`~skseg.segnet.SegNetLite`). ``encoder_skip=False,
         input_skip=False`` is the plain SegNet.
 
     input_thresholds : int, default=4
         With ``input_skip``, soft steps of the image at that many learnable intensity
-        thresholds join it (:class:`~skseg.segnet_model.IntensityThresholds`), so that
+        thresholds join it (:class:`~skseg.segnet.IntensityThresholds`), so that
         the network can draw label boundaries between adjacent grey levels; ``0`` feeds
         the image alone.
 
@@ -121,15 +77,15 @@ class SegNetSegmenter(NeuralNet):
         ``"unpool"`` is SegNet's top decoder block, at full resolution; ``"upsample"``
         computes the class scores at half resolution, upsamples them bilinearly and adds
         per-pixel scores from the input skip, which trains faster (see
-        :class:`~skseg.segnet_model.SegNetLite`).
+        :class:`~skseg.segnet.SegNetLite`).
 
     criterion : type, default=CrossEntropy2D
         Loss class; ``criterion__*`` parameters reach it (``ignore_index`` is passed).
 
     optimizer : type, default=torch.optim.AdamW
         Optimizer class; ``optimizer__*`` parameters reach it. With
-        :class:`skseg.optim.Muon` the weights of the hidden 3x3 convolutions take Muon
-        steps and the other parameters AdamW steps (:func:`~skseg.optim.muon_param_groups`)
+        :class:`skseg.segnet.Muon` the weights of the hidden 3x3 convolutions take Muon
+        steps and the other parameters AdamW steps (:func:`~skseg.segnet.muon_param_groups`)
         unless ``optimizer__param_groups`` says otherwise, and its Newton-Schulz
         iterations run in bfloat16 when ``mixed_precision`` runs the network in bfloat16
         (unless ``optimizer__ns_dtype`` is given).
@@ -162,7 +118,7 @@ class SegNetSegmenter(NeuralNet):
     lr_schedule : {"onecycle", "wsd", "constant"}, default="onecycle"
         ``"onecycle"`` runs :class:`torch.optim.lr_scheduler.OneCycleLR` over
         ``max_epochs`` epochs (stepped every batch); ``"wsd"`` runs
-        :class:`~skseg.optim.WarmupStableDecayLR` instead (a tenth of the steps warming
+        :class:`~skseg.segnet.WarmupStableDecayLR` instead (a tenth of the steps warming
         up, the last 30 % decaying linearly to zero, the peak rate in between).
         :meth:`fit` starts the schedule and ``partial_fit(X, y, epochs=1)`` continues
         it, so a fresh training set can be fed every epoch under one schedule.
@@ -348,58 +304,7 @@ class SegNetSegmenter(NeuralNet):
             )
 
     def _check_X(self, X, reset):
-        # integer and boolean images are scaled as scikit-image's img_as_float does
-        # (uint8 by 255, uint16 by 65535, bool to 0 / 1), so that they match float images
-        dtype_kind = getattr(X, "dtype", np.dtype(float)).kind
-        if dtype_kind in "uib" and np.ndim(X) >= 3:
-            X = np.asarray(X)
-            if dtype_kind == "i" and X.size and X.min() >= 0 and X.max() > 1 and X.max() <= 255:
-                warnings.warn(
-                    f"X holds values 0-255 in a {X.dtype} array, which is scaled by its "
-                    "type's largest value like skimage.util.img_as_float (to nearly 0); "
-                    "pass X.astype(np.uint8) for 8-bit images",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            X = img_as_float32(X)
-        # scikit-learn's own checks first: sparse, complex, object, empty, NaN / inf
-        X = check_array(X, dtype=np.float32, allow_nd=True, input_name="X")
-        if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
-            raise ValueError(
-                f"X of shape {X.shape} looks like channels-last images (n, H, W, C); "
-                "SegNetSegmenter takes (n, C, H, W): pass X.transpose(0, 3, 1, 2)"
-            )
-        flat = X.ndim == 2
-        if self.image_shape is not None:
-            shape = tuple(self.image_shape)
-            shape = (1, *shape) if len(shape) == 2 else shape
-            if X.ndim != 2 or X.shape[1] != math.prod(shape):
-                raise ValueError(
-                    f"with image_shape={self.image_shape}, X must have shape "
-                    f"(n_samples, {math.prod(shape)}), got {X.shape}"
-                )
-            X = X.reshape(len(X), *shape)
-        elif X.ndim == 2:
-            X = X[:, :, None, None]  # rows of features are single pixels
-        elif X.ndim == 3:
-            X = X[:, None]
-        elif X.ndim != 4:
-            raise ValueError(
-                "X must be images of shape (n, H, W) or (n, C, H, W), flattened images with "
-                f"the image_shape parameter, or pixels (n, n_features); got shape {X.shape}"
-            )
-        factor = 2**self.depth
-        if flat and self.image_shape is None and factor > 1 and X.shape[1] > 4:
-            raise ValueError(
-                f"X of shape {X.shape} is read as {len(X)} single pixels of {X.shape[1]} "
-                "channels, which cannot be pooled; pass images of shape (n, H, W) or "
-                "(n, C, H, W), or flattened images with image_shape=(H, W)"
-            )
-        if X.shape[-2] % factor or X.shape[-1] % factor:
-            raise ValueError(
-                f"image size {X.shape[-2]} x {X.shape[-1]} cannot be pooled {self.depth} "
-                f"times: height and width must be divisible by 2**depth = {factor}"
-            )
+        X, flat = check_images(X, image_shape=self.image_shape, depth=self.depth)
         if reset:
             self.image_shape_ = X.shape[1:]
             self.n_features_in_ = math.prod(X.shape[1:])
@@ -416,21 +321,7 @@ class SegNetSegmenter(NeuralNet):
         return X
 
     def _check_y(self, y, X):
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None"
-            )
-        y = check_integer_labels(y)
-        expected = (len(X), *X.shape[2:])
-        n_pixels = math.prod(X.shape[2:])
-        flat_ok = (y.ndim == 2 and y.shape == (len(X), n_pixels)) or (
-            y.ndim == 1 and n_pixels == 1 and len(y) == len(X)
-        )
-        if y.shape != expected and not flat_ok:
-            raise ValueError(
-                f"y must be a label map of shape {expected} for X of shape {X.shape}, got {y.shape}"
-            )
-        return y.reshape(expected).astype(np.int64)
+        return check_label_maps(y, X, type(self).__name__)
 
     # ------------------------------------------------------------------- skorch hooks
     def initialize_module(self):
@@ -710,22 +601,10 @@ class SegNetSegmenter(NeuralNet):
         self.check_is_fitted()
         self._set_training(False)
         for Xb, _ in batches:
-            Xb = Xb.to(self.device)
-            height, width = Xb.shape[-2:]
-            proba = 0
             with torch.inference_mode():
-                for dy, dx in offsets:
-                    view = Xb
-                    if dy or dx:  # a canvas `period` pixels larger, the image at (dy, dx)
-                        pad = (dx, period - dx, dy, period - dy)
-                        view = F.pad(Xb, pad, mode="replicate")
-                    out = self.infer(view)[..., dy : dy + height, dx : dx + width]
-                    if scores and len(offsets) == 1:
-                        proba = out
-                    else:
-                        proba = proba + torch.softmax(out.float(), dim=1)
-                if not (scores and len(offsets) == 1):
-                    proba = proba / len(offsets)
+                proba = averaged_scores(
+                    self.infer, Xb.to(self.device), offsets, period, raw_scores=scores
+                )
             yield proba.cpu()
 
     def score(self, X, y):
@@ -771,30 +650,7 @@ class SegNetSegmenter(NeuralNet):
             file half the size; :meth:`load` converts them back to the network's dtype.
             ``None`` stores them as they are.
         """
-        check_is_fitted(self, "classes_")
-        params = {name: getattr(self, name) for name in _SAVED_PARAMS}
-        for name in ("image_shape", "convs_per_block"):
-            if isinstance(params[name], (tuple, list)):
-                params[name] = [int(v) for v in params[name]]
-        state = self.module_.state_dict()
-        if weights_dtype is not None:
-            state = {
-                name: tensor.to(weights_dtype) if tensor.is_floating_point() else tensor
-                for name, tensor in state.items()
-            }
-        torch.save(
-            {
-                "format": FILE_FORMAT,
-                "format_version": FILE_FORMAT_VERSION,
-                "params": params,
-                "classes": torch.as_tensor(self.classes_),
-                "image_shape": list(self.image_shape_),
-                "history": json.dumps(self.history.to_list(), default=float),
-                "state_dict": state,
-                "checksum": _weights_checksum(state),
-            },
-            path,
-        )
+        save_model(self, path, weights_dtype=weights_dtype)
 
     @classmethod
     def load(cls, path, **params):
@@ -819,32 +675,7 @@ class SegNetSegmenter(NeuralNet):
         estimator : SegNetSegmenter
             Ready to predict.
         """
-        saved = _read_model_file(path)
-        stored = dict(saved["params"])
-        stored.setdefault("input_thresholds", 0)  # files from before the parameters
-        stored.setdefault("top_block", "unpool")
-        for name in ("image_shape", "convs_per_block"):
-            if isinstance(stored.get(name), list):
-                stored[name] = tuple(stored[name])
-        estimator = cls(**{**stored, **params})
-        resolve_device(estimator.device)
-        estimator.classes_ = saved["classes"].numpy()
-        estimator.image_shape_ = tuple(saved["image_shape"])
-        estimator.n_features_in_ = math.prod(estimator.image_shape_)
-        estimator.initialize()
-        try:
-            estimator.module_.load_state_dict(saved["state_dict"])
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{path}: the weights do not fit the network the file's parameters build "
-                f"({exc})"
-            ) from exc
-        estimator.module_.to(estimator.device)
-        if "history" in saved:
-            from skorch.history import History
-
-            estimator.history_ = History(json.loads(saved["history"]))
-        return estimator
+        return load_model(cls, path, **params)
 
     def _get_param_names(self):
         # skorch lists its private bookkeeping (_params_to_validate) among the
@@ -859,322 +690,3 @@ class SegNetSegmenter(NeuralNet):
         tags.input_tags.three_d_array = True
         tags.target_tags.two_d_labels = True
         return tags
-
-
-def _weights_checksum(state_dict):
-    """SHA-256 of the names, dtypes, shapes and bytes of every tensor, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _read_model_file(path):
-    """The dictionary :meth:`SegNetSegmenter.save` wrote, or a ValueError saying why not."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # truncated, not a torch file, or holding code
-        raise ValueError(
-            f"{path} is not a SegNetSegmenter model file: it cannot be read as a file of "
-            f"tensors and plain values ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-        ) from exc
-    if not isinstance(saved, dict) or not {"params", "state_dict"} <= saved.keys():
-        raise ValueError(
-            f"{path} is not a SegNetSegmenter model file (written by "
-            "SegNetSegmenter.save); for skorch's save_params files, build the estimator "
-            "and call load_params"
-        )
-    version = saved.get("format_version", 0)  # files from before the versions
-    if saved.get("format", FILE_FORMAT) != FILE_FORMAT:
-        raise ValueError(f"{path} holds a {saved['format']!r} file, not a SegNetSegmenter")
-    if not isinstance(version, int) or version > FILE_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was written in format version {version!r} by a newer skseg; this "
-            f"version reads up to {FILE_FORMAT_VERSION}: upgrade skseg to load it"
-        )
-    if version >= 1 and _weights_checksum(saved["state_dict"]) != saved.get("checksum"):
-        raise ValueError(f"{path} is corrupted: its weights do not match their checksum")
-    return saved
-
-
-def shift_offsets(n_shifts, period):
-    """Offsets ``(dy, dx)`` of the copies that test-time augmentation averages.
-
-    The unshifted image comes first; the shifted copies follow a two-dimensional
-    Kronecker (R2) sequence, which spreads any number of points evenly over the
-    ``period x period`` grid of offsets that pooling distinguishes. An offset the
-    sequence has already given is skipped, so no view is counted twice, and there are at
-    most ``period**2 - 1`` shifted copies.
-
-    Parameters
-    ----------
-    n_shifts : int
-        Shifted copies besides the image itself.
-
-    period : int
-        ``2**depth``: offsets are taken modulo it.
-
-    Returns
-    -------
-    offsets : list of tuple of int
-        ``min(n_shifts, period**2 - 1) + 1`` distinct pairs, ``(0, 0)`` first.
-
-    Examples
-    --------
-    >>> from skseg.segnet import shift_offsets
-    >>> shift_offsets(3, 16)
-    [(0, 0), (4, 1), (0, 10), (12, 3)]
-    """
-    if not isinstance(n_shifts, Integral) or n_shifts < 0:
-        raise ValueError(f"test_time_shifts must be an integer >= 0, got {n_shifts!r}")
-    plastic = 1.32471795724474602596  # the plastic number, x**3 = x + 1
-    steps = (1 / plastic, 1 / plastic**2)
-    n_offsets = min(n_shifts, period * period - 1) + 1
-    sequence = (
-        tuple(int(period * ((0.5 + i * step) % 1)) for step in steps)
-        for i in range(1, 4 * period * period)
-    )
-    # the sequence reaches every cell within about 2.5 * period**2 steps; the grid in
-    # raster order after it makes sure that every cell comes
-    candidates = itertools.chain([(0, 0)], sequence, itertools.product(range(period), repeat=2))
-    offsets, seen = [], set()
-    for offset in candidates:
-        if len(offsets) == n_offsets:
-            break
-        if offset not in seen:
-            seen.add(offset)
-            offsets.append(offset)
-    return offsets
-
-
-def fit_on_fresh_compositions(
-    model, digits, labels, *, n_images, seconds=None, random_state=0, **compose
-):
-    """Train ``model`` for ``model.max_epochs`` epochs on a new composed set every epoch.
-
-    Every epoch composes its images (:func:`~skseg.datasets.make_multidigit_mnist`) and
-    trains one epoch on them with ``partial_fit(X, y, epochs=1)``, which continues the
-    learning-rate schedule (``lr_schedule``) over all the epochs. Fresh compositions
-    each epoch keep the network from memorising one set of images; only one epoch's
-    images are in memory at a time.
-    The classes are those of ``labels`` and the background, whichever the first epoch's
-    images happen to hold. Each epoch's number of images is recorded in
-    ``model.history`` as ``"n_images"``.
-
-    Parameters
-    ----------
-    model : SegNetSegmenter
-        Unfitted (or to be refitted) estimator.
-
-    digits : ndarray of shape (n_digits, 28, 28)
-        Source digits.
-
-    labels : ndarray of shape (n_digits,)
-        Their classes.
-
-    n_images : int or sequence of int
-        Images composed per epoch: one number for every epoch, or one per epoch (as many
-        as ``model.max_epochs``). With ``seconds``, an int that sizes the first epoch.
-
-    seconds : float, default=None
-        Train for about this long: after each epoch, the epochs left are sized to end
-        ``seconds`` after the start at the rate measured so far (composing, training and
-        validating all counted), at least one batch each; the learning-rate schedule
-        re-plans its steps accordingly. The sizes are then found in ``model.history[:,
-        "n_images"]``, and passing them as ``n_images`` repeats the run exactly.
-
-    random_state : int, default=0
-        Epoch ``e`` composes with seed ``random_state * 1000 + e``.
-
-    **compose : dict
-        Further arguments of :func:`~skseg.datasets.make_multidigit_mnist`.
-
-    Returns
-    -------
-    model : SegNetSegmenter
-        The trained estimator.
-
-    Examples
-    --------
-    >>> from skseg import SegNetSegmenter
-    >>> from skseg.datasets import load_digits_standin
-    >>> from skseg.segnet import fit_on_fresh_compositions
-    >>> digits, labels = load_digits_standin()
-    >>> model = SegNetSegmenter(width=4, depth=2, max_epochs=2, verbose=0)
-    >>> fit_on_fresh_compositions(model, digits, labels, n_images=[16, 32], image_size=32)
-    ... # doctest: +ELLIPSIS
-    <class 'skseg.segnet.SegNetSegmenter'>[initialized](...
-    >>> model.history[:, "n_images"]
-    [16, 32]
-    """
-    from .datasets import BACKGROUND, make_multidigit_mnist
-
-    epochs = model.max_epochs
-    sizes = [n_images] * epochs if isinstance(n_images, Integral) else list(n_images)
-    if len(sizes) != epochs or not all(isinstance(n, Integral) and n > 0 for n in sizes):
-        raise ValueError(
-            f"n_images must be a positive int or {epochs} positive ints (one per epoch of "
-            f"max_epochs={epochs}), got {n_images!r}"
-        )
-    if seconds is not None and (not isinstance(n_images, Integral) or not seconds > 0):
-        raise ValueError(
-            "with seconds, n_images must be one positive int (the first epoch's size) and "
-            f"seconds > 0, got n_images={n_images!r}, seconds={seconds!r}"
-        )
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        if seconds is not None and epoch > 0:
-            elapsed = time.perf_counter() - start
-            rate = sum(sizes[:epoch]) / elapsed
-            left = rate * (seconds - elapsed) / (epochs - epoch)
-            sizes[epoch] = max(model.batch_size, int(left))
-        X, y = make_multidigit_mnist(
-            sizes[epoch],
-            digits=digits,
-            labels=labels,
-            random_state=random_state * 1000 + epoch,
-            **compose,
-        )
-        if epoch == 0:  # a new fit, with all the classes later epochs may bring
-            model._fit(X, y, np.union1d(labels, [BACKGROUND]), epochs=1)
-        else:
-            model.partial_fit(X, y, epochs=1)
-        model.history.record("n_images", sizes[epoch])
-    return model
-
-
-def _untrained_clone(model, X, y, **params):
-    """A silent clone of ``model``, initialised on ``X``, ``y`` (classes, network) only."""
-    probe = clone(model).set_params(verbose=0, validation_fraction=0, callbacks=None, **params)
-    return probe.fit(X, y, epochs=0)
-
-
-def images_per_epoch_for_budget(
-    model, digits, labels, *, seconds, n_probe_batches=6, random_state=0, **compose
-):
-    """How many fresh images per epoch let ``model`` train for about ``seconds`` in all.
-
-    Times a few training steps of a silent clone of ``model`` on composed images (after
-    one warm-up step) and scales the measured rate to ``model.max_epochs`` epochs,
-    counting the share of each epoch that is held out for validation as training too (a
-    small overestimate of its cost, on the safe side). Used by
-    :func:`fit_on_fresh_compositions` callers that plan by time, as
-    ``skseg train-segnet`` does by default: the same command then fits the budget on
-    slower and faster machines, and the planned number is printed so that a run can be
-    repeated exactly with ``--n-train``.
-
-    Parameters
-    ----------
-    model : SegNetSegmenter
-        The estimator to be trained (it is not changed).
-
-    digits, labels : ndarray
-        Source digits and their classes.
-
-    seconds : float
-        Training time to plan for.
-
-    n_probe_batches : int, default=6
-        Timed training batches.
-
-    random_state : int, default=0
-        Seed of the probe images.
-
-    **compose : dict
-        Further arguments of :func:`~skseg.datasets.make_multidigit_mnist`.
-
-    Returns
-    -------
-    n_images : int
-        Images per epoch (at least one batch).
-
-    rate : float
-        Measured training images per second.
-
-    Examples
-    --------
-    >>> from skseg import SegNetSegmenter
-    >>> from skseg.datasets import load_digits_standin
-    >>> from skseg.segnet import images_per_epoch_for_budget
-    >>> digits, labels = load_digits_standin()
-    >>> model = SegNetSegmenter(width=4, depth=2, max_epochs=2, batch_size=4)
-    >>> n_images, rate = images_per_epoch_for_budget(
-    ...     model, digits, labels, seconds=5, image_size=32)
-    >>> n_images >= 4 and rate > 0
-    True
-    """
-    from .datasets import make_multidigit_mnist
-
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds!r}")
-    batch = model.batch_size
-    X, y = make_multidigit_mnist(
-        batch * (n_probe_batches + 1),
-        digits=digits,
-        labels=labels,
-        random_state=random_state,
-        **compose,
-    )
-    probe = _untrained_clone(model, X, y, max_epochs=1, lr_schedule="constant")
-    probe.partial_fit(X[:batch], y[:batch])  # the first step is slower than the rest
-    start = time.perf_counter()
-    probe.partial_fit(X[batch:], y[batch:])
-    rate = batch * n_probe_batches / (time.perf_counter() - start)
-    n_images = int(rate * seconds / max(1, model.max_epochs))
-    return max(batch, n_images), rate
-
-
-def seconds_to_predict(model, X, y=None, *, n_probe_images=None):
-    """How long ``model`` will take to predict ``X`` once trained, timed before training.
-
-    Initialises a silent, untrained clone of ``model`` (the network's cost does not depend
-    on its weights), predicts a first batch to warm up, times the prediction of
-    ``n_probe_images`` images of ``X`` (test-time shifts and all) and scales to all of
-    ``X``. ``skseg train-segnet`` uses it to leave the evaluation its share of the
-    ``--time-budget``.
-
-    Parameters
-    ----------
-    model : SegNetSegmenter
-        The estimator to be trained (it is not changed).
-
-    X : array-like of shape (n_samples, n_channels, height, width) or (n_samples, height, width)
-        The images to be predicted.
-
-    y : array-like of shape (n_samples, height, width), default=None
-        Label maps of ``X``, if known: the clone's classes are taken from the timed
-        images' labels, as training would take them (by default one class, which
-        underestimates only the cost of the class scores).
-
-    n_probe_images : int, default=None
-        Images timed; by default four batches (``4 * model.batch_size``), at most all of
-        ``X``.
-
-    Returns
-    -------
-    seconds : float
-        Estimated seconds to predict all of ``X``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from skseg import SegNetSegmenter
-    >>> from skseg.segnet import seconds_to_predict
-    >>> model = SegNetSegmenter(width=4, depth=2, batch_size=4)
-    >>> seconds_to_predict(model, np.zeros((10, 1, 16, 16), dtype=np.float32)) > 0
-    True
-    """
-    X = np.asarray(X)
-    if X.ndim < 3 or len(X) == 0:
-        raise ValueError(f"X must hold images, (n, H, W) or (n, C, H, W), got shape {X.shape}")
-    n = min(len(X), n_probe_images or 4 * model.batch_size)
-    labels = np.zeros((1, *X.shape[-2:]), dtype=np.int64) if y is None else np.asarray(y)[:n]
-    probe = _untrained_clone(model, X[: len(labels)], labels)
-    probe.predict(X[: min(n, model.batch_size)])  # the first call is slower than the rest
-    start = time.perf_counter()
-    probe.predict(X[:n])
-    return (time.perf_counter() - start) * len(X) / n
