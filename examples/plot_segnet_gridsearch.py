@@ -25,14 +25,7 @@ X, y = make_multidigit_mnist(
 )
 
 search = GridSearchCV(
-    SegNetSegmenter(
-        max_epochs=3,
-        lr=5e-3,
-        validation_fraction=0,
-        mixed_precision="auto",
-        random_state=0,
-        verbose=0,
-    ),
+    SegNetSegmenter(max_epochs=3, validation_fraction=0, random_state=0, verbose=0),
     param_grid={"width": [4, 8, 16]},
     scoring=iou_scorer,
     cv=2,

@@ -177,9 +177,7 @@ def _model_options(args):
 
 
 def _precision_name(model):
-    from ._device import resolve_device
-
-    return "bfloat16" if model._bf16(resolve_device(model.device)) else "float32"
+    return "bfloat16" if model._bf16() else "float32"
 
 
 
@@ -368,6 +366,12 @@ def build_parser():
         help="wsd: warm up over a tenth of the steps, hold the peak, decay linearly to zero "
         "over the last 30 %% (skseg.segnet.WarmupStableDecayLR); onecycle: torch's "
         "one-cycle schedule (default %(default)s)",
+    )
+    train.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help="train on random affine copies of every batch (SegNetSegmenter's augment; "
+        "default off: every epoch composes new images)",
     )
     train.add_argument(
         "--test-time-shifts",

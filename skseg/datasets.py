@@ -307,6 +307,7 @@ def make_multidigit_mnist(
     labels=None,
     image_size=64,
     max_digits=3,
+    ink_threshold=128,
     random_state=None,
 ):
     """Compose images of several MNIST digits with a per-pixel label map.
@@ -319,8 +320,8 @@ def make_multidigit_mnist(
        (row, then column) with the whole 28 x 28 digit inside the canvas;
     3. the image is the pixelwise maximum of the placed digits;
     4. a pixel's label is the class (0-9) of the digit whose intensity is highest there
-       (the first drawn wins ties) when that intensity is ``>= 0.5``, else 10
-       (background).
+       (the first drawn wins ties) when that intensity is ``>= 0.5``
+       (``ink_threshold / 255``), else 10 (background).
 
     Random numbers are drawn image by image in that order (``k``, the digit indices, the
     offsets), so the same ``random_state`` gives the same data.
@@ -344,6 +345,11 @@ def make_multidigit_mnist(
 
     max_digits : int, default=3
         Most digits per image.
+
+    ink_threshold : int, default=128
+        Intensity (1-255, of the uint8 digits) from which a pixel is labelled with its
+        digit's class: 128 is the contract's 0.5; 1 labels every pixel with any ink, as
+        course exercises on multi-digit MNIST often do.
 
     random_state : int, RandomState instance or None, default=None
         Seed of the composition.
@@ -404,6 +410,8 @@ def make_multidigit_mnist(
         raise ValueError(f"image_size must be at least 28, got {image_size}")
     if max_digits < 1:
         raise ValueError(f"max_digits must be at least 1, got {max_digits}")
+    if not isinstance(ink_threshold, Integral) or not 1 <= ink_threshold <= 255:
+        raise ValueError(f"ink_threshold must be an integer in 1..255, got {ink_threshold!r}")
     rng = check_random_state(random_state)
     # draw image by image (the documented order), then place digit slot by slot for all
     # images at once
@@ -433,7 +441,9 @@ def make_multidigit_mnist(
         digit = ink[chosen[images, slot]]
         under = best[window]
         higher = digit > under  # strictly higher: the first drawn wins ties
-        label = np.where(digit >= 128, classes[chosen[images, slot]][:, None, None], BACKGROUND)
+        label = np.where(
+            digit >= ink_threshold, classes[chosen[images, slot]][:, None, None], BACKGROUND
+        )
         best[window] = np.where(higher, digit, under)
         y[window] = np.where(higher, label, y[window])
     X = best[:, None].astype(np.float32) / 255.0

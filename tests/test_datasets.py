@@ -134,7 +134,7 @@ def test_default_digits_fall_back_to_the_standin_with_a_warning(tmp_path, monkey
     assert X.shape == (2, 1, 64, 64)
 
 
-def _compose_reference(digits, labels, n, image_size, max_digits, seed):
+def _compose_reference(digits, labels, n, image_size, max_digits, seed, ink_threshold=128):
     """The composition contract, written out independently, one pixel at a time."""
     rng = np.random.RandomState(seed)
     X = np.zeros((n, image_size, image_size))
@@ -151,26 +151,39 @@ def _compose_reference(digits, labels, n, image_size, max_digits, seed):
             for c in range(image_size):
                 j = int(np.argmax(layers[:, r, c]))
                 top = layers[j, r, c]
-                y[i, r, c] = labels[chosen[j]] if top >= 0.5 else 10
+                y[i, r, c] = labels[chosen[j]] if top >= ink_threshold / 255 else 10
     return X, y
 
 
-@pytest.mark.parametrize("grey_levels", [None, [0, 127, 128, 255]])
-def test_multidigit_composition_follows_the_contract(grey_levels):
+@pytest.mark.parametrize("ink_threshold", [128, 1])
+@pytest.mark.parametrize("grey_levels", [None, [0, 1, 127, 128, 255]])
+def test_multidigit_composition_follows_the_contract(grey_levels, ink_threshold):
     rng = np.random.default_rng(2)
     digits = (rng.random((6, 28, 28)) ** 3 * 255).astype(np.uint8)
     if grey_levels is not None:  # ties between digits and both sides of the 0.5 boundary
         digits = rng.choice(np.array(grey_levels, dtype=np.uint8), size=(6, 28, 28))
     labels = np.array([0, 1, 2, 3, 4, 5])
     X, y = make_multidigit_mnist(
-        5, digits=digits, labels=labels, image_size=40, max_digits=3, random_state=7
+        5,
+        digits=digits,
+        labels=labels,
+        image_size=40,
+        max_digits=3,
+        ink_threshold=ink_threshold,
+        random_state=7,
     )
-    X_ref, y_ref = _compose_reference(digits, labels, 5, 40, 3, 7)
+    X_ref, y_ref = _compose_reference(digits, labels, 5, 40, 3, 7, ink_threshold)
     assert X.dtype == np.float32 and y.dtype == np.int64
     np.testing.assert_allclose(X[:, 0], X_ref, atol=1e-7)
     np.testing.assert_array_equal(y, y_ref)
     X2, y2 = make_multidigit_mnist(
-        5, digits=digits, labels=labels, image_size=40, max_digits=3, random_state=7
+        5,
+        digits=digits,
+        labels=labels,
+        image_size=40,
+        max_digits=3,
+        ink_threshold=ink_threshold,
+        random_state=7,
     )
     np.testing.assert_array_equal(X, X2)
     np.testing.assert_array_equal(y, y2)
@@ -192,6 +205,10 @@ def test_multidigit_composition_follows_the_contract(grey_levels):
         ({"digits": np.zeros((1, 28, 28), np.uint8), "labels": [10]}, "classes 0..9"),
         ({"digits": np.zeros((1, 28, 28), np.uint8), "labels": [1.0]}, "classes 0..9"),
         ({"n_samples": -1, "digits": np.zeros((1, 28, 28), np.uint8), "labels": [0]}, ">= 0"),
+        (
+            {"digits": np.zeros((1, 28, 28), np.uint8), "labels": [0], "ink_threshold": 0},
+            "ink_threshold must be an integer in 1..255",
+        ),
     ],
 )
 def test_composition_rejects_bad_arguments(kwargs, message):

@@ -107,3 +107,12 @@ def test_iou_accepts_whole_number_floats_and_warns_when_nothing_is_scored():
     assert mean_iou(np.array([[0.0, 1.0]]), np.array([[0, 1]])) == 1.0
     with pytest.warns(UndefinedMetricWarning, match="no pixel to score"):
         assert mean_iou(np.full((2, 3), 255), np.zeros((2, 3), dtype=int)) == 1.0
+
+
+def test_mean_over_a_batch_without_labelled_pixels_is_zero():
+    scores = torch.randn(2, 3, 4, 4, requires_grad=True)
+    for weight in (None, torch.tensor([1.0, 2.0, 0.5])):
+        loss = CrossEntropy2D(weight=weight)(scores, torch.full((2, 4, 4), 255))
+        assert loss.item() == 0.0
+        (grad,) = torch.autograd.grad(loss, scores)
+        assert torch.equal(grad, torch.zeros_like(grad))

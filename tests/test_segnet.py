@@ -25,7 +25,21 @@ from skseg.datasets import load_digits_standin, make_multidigit_mnist
 from skseg.metrics import iou_scorer, mean_iou
 from skseg.segnet import IntensityThresholds, SegNetLite, shift_offsets
 
-TINY = dict(width=4, depth=2, lr=2e-2, batch_size=16, verbose=0, random_state=0)
+# the mechanics are tested on tiny networks trained by AdamW under a one-cycle schedule in
+# float32 (exact and the same on every machine); the defaults learn in
+# test_training_lowers_the_loss_and_beats_chance and the Muon tests of test_optim.py
+TINY = dict(
+    width=4,
+    depth=2,
+    lr=2e-2,
+    batch_size=16,
+    optimizer=torch.optim.AdamW,
+    lr_schedule="onecycle",
+    top_block="unpool",
+    mixed_precision=False,
+    verbose=0,
+    random_state=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +220,8 @@ def test_intensity_thresholds_learn_a_boundary_between_adjacent_grey_levels():
 @pytest.mark.parametrize("top_block", ["unpool", "upsample"])
 def test_training_lowers_the_loss_and_beats_chance(small_data, top_block):
     X, y = small_data
-    params = {**TINY, "width": 8, "top_block": top_block}
+    # the defaults (Muon, warmup-stable-decay, bfloat16 where native) on a small network
+    params = {"width": 8, "depth": 2, "top_block": top_block, "verbose": 0, "random_state": 0}
     seg = SegNetSegmenter(max_epochs=8, validation_fraction=0.25, **params).fit(X, y)
     train_loss = seg.history[:, "train_loss"]
     assert train_loss[-1] < 0.7 * train_loss[0]
@@ -396,7 +411,7 @@ def test_cuda_training(small_data):
 def test_save_and_load_round_trip_without_code(small_data, tmp_path):
     X, y = small_data
     seg = SegNetSegmenter(
-        max_epochs=1, encoder_skip=False, test_time_shifts=2, top_block="upsample", **TINY
+        max_epochs=1, encoder_skip=False, test_time_shifts=2, **{**TINY, "top_block": "upsample"}
     )
     seg.fit(X, y)
     path = tmp_path / "model.pt"
@@ -457,7 +472,7 @@ def test_verbose_shows_progress_and_zero_is_silent(small_data, capsys):
 
 def test_mixed_precision_trains(small_data):
     X, y = small_data
-    seg = SegNetSegmenter(max_epochs=1, mixed_precision=True, **TINY).fit(X, y)
+    seg = SegNetSegmenter(max_epochs=1, **{**TINY, "mixed_precision": True}).fit(X, y)
     assert seg.predict_proba(X[:2]).dtype == np.float32
 
 
@@ -465,7 +480,7 @@ def test_mixed_precision_trains(small_data):
 def test_auto_mixed_precision_follows_the_hardware(small_data, monkeypatch, native):
     X, y = small_data
     monkeypatch.setattr("skseg.segnet._estimator.has_fast_bfloat16", lambda device: native)
-    seg = SegNetSegmenter(max_epochs=1, mixed_precision="auto", **TINY).fit(X[:16], y[:16])
+    seg = SegNetSegmenter(max_epochs=1, **{**TINY, "mixed_precision": "auto"}).fit(X[:16], y[:16])
     logits = seg.infer(torch.as_tensor(X[:2]))
     assert logits.dtype == (torch.bfloat16 if native else torch.float32)
 
@@ -494,7 +509,7 @@ def test_native_bfloat16_on_cuda_from_ampere_on(monkeypatch, capability, native)
 def test_mixed_precision_must_be_bool_or_auto(small_data):
     X, y = small_data
     with pytest.raises(ValueError, match="'mixed_precision' parameter .* instance of 'bool'"):
-        SegNetSegmenter(mixed_precision="bf16", **TINY).fit(X[:4], y[:4])
+        SegNetSegmenter(**{**TINY, "mixed_precision": "bf16"}).fit(X[:4], y[:4])
 
 
 def _scheduler(model):
@@ -568,10 +583,9 @@ def test_warmup_stable_decay_spans_partial_fit_calls_and_re_plans(small_data):
     batch = TINY["batch_size"]
     model = SegNetSegmenter(
         max_epochs=3,
-        lr_schedule="wsd",
         validation_fraction=0,
         callbacks=[("rates", _TrainingRates())],
-        **TINY,
+        **{**TINY, "lr_schedule": "wsd"},
     )
     model.fit(X[: 2 * batch], y[: 2 * batch], epochs=1)  # plans 3 x 2 steps
     model.partial_fit(X[: 4 * batch], y[: 4 * batch], epochs=1)  # re-plans 2 + 2 x 4
@@ -587,13 +601,13 @@ def test_warmup_stable_decay_spans_partial_fit_calls_and_re_plans(small_data):
 def test_unknown_top_block_is_named(small_data):
     X, y = small_data
     with pytest.raises(ValueError, match="'top_block' parameter .* must be a str among"):
-        SegNetSegmenter(top_block="nearest", **TINY).fit(X[:4], y[:4])
+        SegNetSegmenter(**{**TINY, "top_block": "nearest"}).fit(X[:4], y[:4])
 
 
 def test_unknown_lr_schedule_is_named(small_data):
     X, y = small_data
     with pytest.raises(ValueError, match="'lr_schedule' parameter .* must be a str among"):
-        SegNetSegmenter(lr_schedule="cosine", **TINY).fit(X[:4], y[:4])
+        SegNetSegmenter(**{**TINY, "lr_schedule": "cosine"}).fit(X[:4], y[:4])
 
 
 def test_fresh_compositions_every_epoch(small_data):
@@ -686,3 +700,92 @@ def test_images_per_epoch_for_budget_times_a_clone():
     assert not hasattr(model, "module_")  # the estimator itself is left untouched
     with pytest.raises(ValueError, match="seconds must be > 0"):
         images_per_epoch_for_budget(model, digits, labels, seconds=0)
+
+
+def _shifted(image, dy, dx):
+    """``image`` moved down by ``dy`` and right by ``dx`` pixels, zeros coming in."""
+    out = np.zeros_like(image)
+    h, w = image.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_random_affine_without_rotation_or_zoom_is_an_integer_shift(seed):
+    from skseg.segnet import random_affine
+
+    torch.manual_seed(seed)
+    images = torch.rand(3, 1, 12, 10)
+    labels = (images[:, 0] > 0.5).long()
+    moved, moved_labels = random_affine(
+        images, labels, rotation=0, scale=0, shift=2.0, ignore_index=7
+    )
+    for image, label, out, out_label in zip(images, labels, moved, moved_labels):
+        matches = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(out.numpy(), _shifted(image.numpy(), dy, dx))
+        ]
+        assert matches
+        dy, dx = matches[0]
+        expected = _shifted(label.numpy(), dy, dx)
+        outside = _shifted(np.ones_like(label.numpy()), dy, dx) == 0
+        expected[outside] = 7
+        np.testing.assert_array_equal(out_label.numpy(), expected)
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_random_affine_moves_pixels_and_labels_together(seed):
+    from skseg.segnet import random_affine
+
+    torch.manual_seed(seed)
+    images = torch.rand(4, 1, 16, 16)
+    labels = (images[:, 0] * 3).long()  # a function of the intensity
+    moved, moved_labels = random_affine(images, labels, rotation=30, scale=0.3, shift=3)
+    inside = moved_labels != 255
+    np.testing.assert_array_equal((moved[:, 0] * 3).long()[inside], moved_labels[inside])
+    assert (moved[:, 0][~inside] == 0).all()
+    # every output pixel is an input pixel of the same image
+    for image, out, kept in zip(images, moved, inside):
+        assert set(out[0][kept].tolist()) <= set(image.ravel().tolist())
+
+
+def test_augment_transforms_training_batches_only(small_data):
+    X, y = small_data
+    seen = []
+
+    def flip(Xb, yb):
+        seen.append(tuple(Xb.shape))
+        return Xb.flip(-1), yb.flip(-1)
+
+    params = {**TINY, "validation_fraction": 0.25, "max_epochs": 1}
+    model = SegNetSegmenter(augment=flip, **params).fit(X, y)
+    n_train = len(X) - int(np.ceil(0.25 * len(X)))
+    assert sum(shape[0] for shape in seen) == n_train  # the validation images are not seen
+    plain = SegNetSegmenter(augment=False, **params).fit(X, y)
+    assert model.history[-1, "train_loss"] != plain.history[-1, "train_loss"]
+    with pytest.raises(ValueError, match="'augment' parameter"):
+        SegNetSegmenter(augment="flip", **params).fit(X, y)
+
+
+def test_augment_leaves_images_under_16_pixels_alone():
+    digits, labels = load_digits_standin()
+    X, y = make_multidigit_mnist(32, digits=digits, labels=labels, image_size=28, random_state=0)
+    X, y = X[..., :8, :8], y[..., :8, :8]
+    params = {**TINY, "max_epochs": 2, "validation_fraction": 0}
+    augmented = SegNetSegmenter(augment=True, **params).fit(X, y)
+    plain = SegNetSegmenter(augment=False, **params).fit(X, y)
+    assert augmented.history[:, "train_loss"] == plain.history[:, "train_loss"]
+
+
+def test_a_callable_augment_is_not_saved(small_data, tmp_path):
+    X, y = small_data
+    seg = SegNetSegmenter(augment=lambda Xb, yb: (Xb, yb), max_epochs=1, **TINY).fit(X, y)
+    seg.save(tmp_path / "model.pt")
+    # like classes, callables are passed to load again
+    assert SegNetSegmenter.load(tmp_path / "model.pt").augment is False
+    flip = lambda Xb, yb: (Xb.flip(-1), yb.flip(-1))  # noqa: E731
+    assert SegNetSegmenter.load(tmp_path / "model.pt", augment=flip).augment is flip

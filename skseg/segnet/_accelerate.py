@@ -17,8 +17,9 @@ class AcceleratedSegNetSegmenter(AccelerateMixin, SegNetSegmenter):
     loaders to the accelerator, which places them on the devices of the current process
     and, when the script is started with ``accelerate launch``, runs distributed data
     parallel training across GPUs and machines. Device placement belongs to the
-    accelerator, so leave ``device=None``. Mixed precision is the accelerator's
-    (``Accelerator(mixed_precision="bf16")``); keep ``mixed_precision=False`` here.
+    accelerator, so leave ``device=None``. Mixed precision is the accelerator's too
+    (``Accelerator(mixed_precision="bf16")``), so ``mixed_precision`` defaults to
+    ``False`` here.
 
     Parameters
     ----------
@@ -30,6 +31,9 @@ class AcceleratedSegNetSegmenter(AccelerateMixin, SegNetSegmenter):
 
     device : None, default=None
         Must stay ``None`` while the accelerator places tensors.
+
+    mixed_precision : bool, default=False
+        Leave the precision to the accelerator.
 
     unwrap_after_train : bool, default=True
         Unwrap the network after training so that it predicts and pickles as usual.
@@ -47,6 +51,9 @@ class AcceleratedSegNetSegmenter(AccelerateMixin, SegNetSegmenter):
     >>> net.fit(X, y).predict(X).shape
     (8, 32, 32)
     """
+
+    def __init__(self, *args, mixed_precision=False, **kwargs):
+        super().__init__(*args, mixed_precision=mixed_precision, **kwargs)
 
     def _initialize_callbacks(self):
         # skorch prints through the accelerator whatever the verbosity; honour verbose=0

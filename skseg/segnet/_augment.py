@@ -1,16 +1,89 @@
-"""Test-time augmentation of :class:`~skseg.SegNetSegmenter`: shifted copies, averaged.
+"""Data augmentation of :class:`~skseg.SegNetSegmenter`, in training and at test time.
 
-Pooling makes the network's output depend on where an image sits modulo ``2**depth``
-pixels. With ``test_time_shifts=k``, :meth:`~skseg.SegNetSegmenter.predict` also runs
-``k`` copies of every image shifted by the offsets of :func:`shift_offsets` (padded by
-replication, then cropped back) and averages their class probabilities.
+Training (``augment=True``): every training batch is replaced by a random affine copy of
+itself (:func:`random_affine`): each image and its label map are rotated, scaled and
+shifted together, pixel for pixel, so the network sees new handwriting every epoch.
+
+Test time (``test_time_shifts=k``): pooling makes the network's output depend on where
+an image sits modulo ``2**depth`` pixels, so :meth:`~skseg.SegNetSegmenter.predict` also
+runs ``k`` copies of every image shifted by the offsets of :func:`shift_offsets` (padded
+by replication, then cropped back) and averages their class probabilities.
 """
 
 import itertools
+import math
 from numbers import Integral
 
 import torch
 import torch.nn.functional as F
+
+
+def random_affine(images, labels, *, rotation=10.0, scale=0.1, shift=2.0, ignore_index=255):
+    """Rotate, scale and shift every image and its label map by the same random amounts.
+
+    Each image gets an angle uniform in ``[-rotation, rotation]`` degrees, a zoom uniform
+    in ``[1 - scale, 1 + scale]`` and a shift uniform in ``[-shift, shift]`` pixels along
+    each axis, about its centre. Both the image and the labels are resampled by nearest
+    neighbour, so every output pixel is an input pixel with its own label (a label that is
+    a function of the intensity, such as "ink above a threshold", stays exact). Pixels that
+    come from outside the image are 0 with the label ``ignore_index``. Random numbers come
+    from torch's generator.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, H, W)
+    labels : Tensor of shape (n, H, W), integer
+    rotation : float, default=10.0
+        Largest rotation, in degrees.
+    scale : float, default=0.1
+        Largest relative change of size.
+    shift : float, default=2.0
+        Largest shift, in pixels.
+    ignore_index : int, default=255
+        Label of the pixels from outside the image.
+
+    Returns
+    -------
+    images : Tensor of shape (n, C, H, W)
+    labels : Tensor of shape (n, H, W)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skseg.segnet import random_affine
+    >>> images = torch.rand(2, 1, 8, 8)
+    >>> labels = (images[:, 0] > 0.5).long()
+    >>> out, out_labels = random_affine(images, labels, ignore_index=9)
+    >>> bool(((out[:, 0] > 0.5).long() == out_labels)[out_labels != 9].all())
+    True
+    """
+    n, device = len(images), images.device
+
+    def uniform(bound):
+        return (torch.rand(n, device=device) * 2 - 1) * bound
+
+    angle = uniform(math.radians(rotation))
+    zoom = 1 + uniform(scale)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    height, width = images.shape[-2:]
+    # the grid's units: the image spans [-1, 1] along each axis
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, uniform(2 * shift / width)], dim=1),
+            torch.stack([sin, cos, uniform(2 * shift / height)], dim=1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, (n, 1, height, width), align_corners=False)
+
+    def resample(x):
+        return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+    moved = resample(images.float()).to(images.dtype)
+    inside = resample(torch.ones(n, 1, height, width, device=device))[:, 0] > 0.5
+    # labels resampled as floats: integers below 2**24 are exact
+    moved_labels = resample(labels[:, None].float())[:, 0].to(labels.dtype)
+    return moved, torch.where(inside, moved_labels, torch.full_like(moved_labels, ignore_index))
 
 
 def averaged_scores(infer, images, offsets, period, *, raw_scores=False):

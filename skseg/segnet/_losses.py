@@ -21,7 +21,7 @@ class CrossEntropy2D(nn.Module):
 
     reduction : {"mean", "sum", "none"}, default="mean"
         As in :func:`torch.nn.functional.cross_entropy` ("mean" averages over the pixels
-        that are not ignored).
+        that are not ignored, and is 0 where every pixel is).
 
     weight : Tensor of shape (n_classes,) or None, default=None
         Class weights.
@@ -54,10 +54,26 @@ class CrossEntropy2D(nn.Module):
             scores = F.interpolate(
                 scores, size=target.shape[-2:], mode="bilinear", align_corners=False
             )
-        return F.cross_entropy(
+        if self.reduction != "mean":
+            return F.cross_entropy(
+                scores.float(),
+                target,
+                weight=self.weight,
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+            )
+        # the mean over the labelled pixels (weighted by their classes' weights), and 0,
+        # not torch's 0 / 0 = NaN, for a batch without any
+        total = F.cross_entropy(
             scores.float(),
             target,
             weight=self.weight,
             ignore_index=self.ignore_index,
-            reduction=self.reduction,
+            reduction="sum",
         )
+        labelled = target != self.ignore_index
+        if self.weight is None:
+            count = labelled.sum()
+        else:
+            count = self.weight[target[labelled]].sum()
+        return total / count.clamp(min=torch.finfo(total.dtype).tiny)

@@ -32,6 +32,7 @@ _SAVED_PARAMS = (
     "validation_fraction",
     "lr_schedule",
     "weight_decay",
+    "augment",
     "mixed_precision",
     "channels_last",
     "image_shape",
@@ -52,6 +53,8 @@ def save_model(estimator, path, *, weights_dtype=None):
     """Write ``estimator`` to ``path``; see :meth:`skseg.SegNetSegmenter.save`."""
     check_is_fitted(estimator, "classes_")
     params = {name: getattr(estimator, name) for name in _SAVED_PARAMS}
+    if not isinstance(params["augment"], bool):  # a callable: not stored
+        del params["augment"]
     for name in ("image_shape", "convs_per_block"):
         if isinstance(params[name], (tuple, list)):
             params[name] = [int(v) for v in params[name]]
@@ -82,6 +85,7 @@ def load_model(cls, path, **params):
     stored = dict(saved["params"])
     stored.setdefault("input_thresholds", 0)  # files from before the parameters
     stored.setdefault("top_block", "unpool")
+    stored.setdefault("augment", False)
     for name in ("image_shape", "convs_per_block"):
         if isinstance(stored.get(name), list):
             stored[name] = tuple(stored[name])

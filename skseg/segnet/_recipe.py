@@ -15,6 +15,7 @@ run, as the command does it::
     model.score(X_test, y_test)
 """
 
+import inspect
 import time
 
 import torch
@@ -26,30 +27,43 @@ from ._training import fit_on_fresh_compositions, images_per_epoch_for_budget, s
 
 __all__ = ["RECIPE", "PRECISIONS", "recipe_data", "recipe_model", "plan_training", "fit_recipe"]
 
-#: the defaults of the recipe (and of ``skseg train-segnet``'s options of the same names)
+#: the names of ``optimizer`` and the classes they stand for
+OPTIMIZERS = {"muon": Muon, "adamw": torch.optim.AdamW}
+#: the ``precision`` names and the ``SegNetSegmenter(mixed_precision=...)`` each stands for
+PRECISIONS = {"auto": "auto", "bfloat16": True, "float32": False}
+
+
+def _estimator_defaults():
+    """The recipe's network and optimisation settings: SegNetSegmenter's defaults."""
+    default = {
+        name: parameter.default
+        for name, parameter in inspect.signature(SegNetSegmenter).parameters.items()
+    }
+    names = ("width", "depth", "input_thresholds", "top_block", "lr", "lr_schedule", "batch_size")
+    return {
+        **{name: default[name] for name in (*names, "device")},
+        "optimizer": next(k for k, v in OPTIMIZERS.items() if v is default["optimizer"]),
+        "precision": next(k for k, v in PRECISIONS.items() if v == default["mixed_precision"]),
+    }
+
+
+#: every default of the recipe (and of ``skseg train-segnet``'s options of the same
+#: names): :class:`~skseg.SegNetSegmenter`'s defaults for the network and its
+#: optimisation, then what a run on fresh compositions sets differently (7 epochs of
+#: new images, which need no augmentation, 2 % of them for validation, 7 test-time
+#: shifts), then the run itself
 RECIPE = {
-    "width": 32,
-    "depth": 4,
-    "input_thresholds": 4,
-    "top_block": "upsample",
-    "optimizer": "muon",
-    "lr": 5e-3,
-    "lr_schedule": "wsd",
-    "batch_size": 16,
+    **_estimator_defaults(),
     "epochs": 7,
+    "augment": False,
     "validation_fraction": 0.02,
     "test_time_shifts": 7,
-    "precision": "auto",
-    "device": "cpu",
     "seed": 0,
     "time_budget": 560.0,
     "n_test": 2000,
     "held_out_fraction": 1 / 6,
     "train_max_digits": 8,
 }
-
-#: the ``precision`` names and the ``SegNetSegmenter(mixed_precision=...)`` each stands for
-PRECISIONS = {"auto": "auto", "bfloat16": True, "float32": False}
 
 
 def recipe_data(
@@ -111,6 +125,7 @@ def recipe_model(
     lr_schedule=RECIPE["lr_schedule"],
     batch_size=RECIPE["batch_size"],
     epochs=RECIPE["epochs"],
+    augment=RECIPE["augment"],
     validation_fraction=RECIPE["validation_fraction"],
     test_time_shifts=RECIPE["test_time_shifts"],
     precision=RECIPE["precision"],
@@ -123,9 +138,10 @@ def recipe_model(
 
     Parameters
     ----------
-    width, depth, input_thresholds, top_block, lr, lr_schedule, batch_size, \
+    width, depth, input_thresholds, top_block, lr, lr_schedule, batch_size, augment, \
 validation_fraction, test_time_shifts, device, verbose
-        As in :class:`~skseg.SegNetSegmenter`.
+        As in :class:`~skseg.SegNetSegmenter`; ``augment`` is off (every epoch composes
+        new images).
     optimizer : {"muon", "adamw"}, default="muon"
         :class:`~skseg.segnet.Muon` for the hidden convolutions and AdamW for the rest, or
         :class:`torch.optim.AdamW` for all.
@@ -149,10 +165,9 @@ validation_fraction, test_time_shifts, device, verbose
     >>> model.width, model.top_block, model.batch_size
     (16, 'upsample', 16)
     """
-    optimizers = {"muon": Muon, "adamw": torch.optim.AdamW}
-    if optimizer not in optimizers or precision not in PRECISIONS:
+    if optimizer not in OPTIMIZERS or precision not in PRECISIONS:
         raise ValueError(
-            f"optimizer must be one of {list(optimizers)} and precision one of "
+            f"optimizer must be one of {list(OPTIMIZERS)} and precision one of "
             f"{list(PRECISIONS)}, got {optimizer!r} and {precision!r}"
         )
     return SegNetSegmenter(
@@ -163,9 +178,10 @@ validation_fraction, test_time_shifts, device, verbose
         lr=lr,
         lr_schedule=lr_schedule,
         max_epochs=epochs,
+        augment=augment,
         validation_fraction=validation_fraction,
         batch_size=batch_size,
-        optimizer=optimizers[optimizer],
+        optimizer=OPTIMIZERS[optimizer],
         test_time_shifts=test_time_shifts,
         mixed_precision=PRECISIONS[precision],
         device=device,
