@@ -146,12 +146,25 @@ def test_train_segnet_options_reach_the_recipe_model(monkeypatch):
     monkeypatch.setattr(skseg.cli, "recipe_data", lambda *a, **kw: (None,) * 4)
     argv = ["train-segnet", "--input-thresholds", "0", "--width", "8", "--quiet"]
     with pytest.raises(ZeroDivisionError):
-        main(argv + ["--lr-schedule", "onecycle", "--top-block", "unpool"])
+        main(argv + ["--lr-schedule", "onecycle", "--top-block", "unpool", "--augment"])
     (options,) = built
-    assert (options["input_thresholds"], options["width"]) == (0, 8)
+    assert (options["input_thresholds"], options["width"], options["augment"]) == (0, 8, True)
     assert (options["lr_schedule"], options["top_block"], options["verbose"]) == (
         "onecycle", "unpool", 0
     )
+
+
+def test_recipe_takes_the_estimators_defaults():
+    import inspect
+
+    from skseg import SegNetSegmenter
+    from skseg.segnet import RECIPE
+
+    defaults = {k: p.default for k, p in inspect.signature(SegNetSegmenter).parameters.items()}
+    for name in ("width", "depth", "input_thresholds", "top_block", "lr", "lr_schedule"):
+        assert RECIPE[name] == defaults[name]
+    assert (RECIPE["optimizer"], RECIPE["precision"]) == ("muon", "auto")
+    assert RECIPE["augment"] is False and defaults["augment"] is True
 
 
 def test_recipe_model_builds_the_recipe():

@@ -163,28 +163,13 @@ def test_multidigit_composition_follows_the_contract(grey_levels, ink_threshold)
     if grey_levels is not None:  # ties between digits and both sides of the 0.5 boundary
         digits = rng.choice(np.array(grey_levels, dtype=np.uint8), size=(6, 28, 28))
     labels = np.array([0, 1, 2, 3, 4, 5])
-    X, y = make_multidigit_mnist(
-        5,
-        digits=digits,
-        labels=labels,
-        image_size=40,
-        max_digits=3,
-        ink_threshold=ink_threshold,
-        random_state=7,
-    )
+    params = dict(digits=digits, labels=labels, image_size=40, max_digits=3, random_state=7)
+    X, y = make_multidigit_mnist(5, ink_threshold=ink_threshold, **params)
     X_ref, y_ref = _compose_reference(digits, labels, 5, 40, 3, 7, ink_threshold)
     assert X.dtype == np.float32 and y.dtype == np.int64
     np.testing.assert_allclose(X[:, 0], X_ref, atol=1e-7)
     np.testing.assert_array_equal(y, y_ref)
-    X2, y2 = make_multidigit_mnist(
-        5,
-        digits=digits,
-        labels=labels,
-        image_size=40,
-        max_digits=3,
-        ink_threshold=ink_threshold,
-        random_state=7,
-    )
+    X2, y2 = make_multidigit_mnist(5, ink_threshold=ink_threshold, **params)
     np.testing.assert_array_equal(X, X2)
     np.testing.assert_array_equal(y, y2)
 

@@ -14,10 +14,10 @@ sources at a time copied into one contiguous buffer that every query streams in 
 vectorised loop; after each chunk a query whose remaining leaves provably move it by
 less than the tolerance stops (see :func:`skseg.meanshift._backend.leaf_lists`).
 
-The float32 exponential is a vectorisable polynomial, evaluated in float32 (relative
-error below ``5e-7``, a few float32 ulps, on ``[-87, 0]``); float64 uses the C library's
-``exp``. The float32 pair loops are compiled apart, for the widest vectors of the CPU
-(:mod:`skseg.meanshift._pair_loops`); the float64 loops are numba's. Kernels exist for
+The float32 pair loops are compiled apart, for the widest vectors of the CPU, with an
+exponential evaluated in float32 (relative error below ``5e-7``, a few float32 ulps, on
+``[-87, 0]``; :mod:`skseg.meanshift._pair_loops`); the float64 loops are numba's, with
+the C library's ``exp``. Kernels exist for
 up to 3 and up to 5 features (colour, colour and position); fewer features are padded
 with zeros.
 """
@@ -26,9 +26,8 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from . import _pair_loops
 
@@ -36,55 +35,6 @@ from . import _pair_loops
 MAX_FEATURES = 5
 #: sources met between two checks of the stopping rule
 CHUNK = 512
-
-_F = np.float32
-_LOG2E = _F(1.4426950408889634)
-_LN2_HI = _F(0.693145751953125)
-_LN2_LO = _F(1.428606765330187e-06)
-_MIN_EXPONENT = _F(-87.0)
-_HALF, _ONE = _F(0.5), _F(1.0)
-_C2, _C3, _C4, _C5, _C6 = (_F(1 / 2), _F(1 / 6), _F(1 / 24), _F(1 / 120), _F(1 / 720))
-
-
-@intrinsic
-def _int32_bits_as_float32(typingctx, bits):
-    """Reinterpret the bits of an int32 as a float32 (``2**n`` from its exponent field)."""
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
-
-
-@njit(inline="always", fastmath=True)
-def _exp_float32(x):
-    # exp(x) = 2**n * exp(r), n = round(x / ln 2), |r| <= ln(2) / 2, degree-6 Taylor for exp(r)
-    # np.floor keeps float32 (math.floor returns an int64, which would promote the whole
-    # polynomial, and every sum it feeds, to float64 and halve the vector width)
-    x = max(x, _MIN_EXPONENT)
-    n = np.floor(x * _LOG2E + _HALF)
-    r = x - n * _LN2_HI - n * _LN2_LO
-    p = _ONE + r * (_ONE + r * (_C2 + r * (_C3 + r * (_C4 + r * (_C5 + r * _C6)))))
-    return p * _int32_bits_as_float32((np.int32(n) + np.int32(127)) << np.int32(23))
-
-
-def _exp(x):  # pragma: no cover - replaced by the overload inside compiled code
-    return math.exp(x)
-
-
-@overload(_exp, inline="always", jit_options={"fastmath": True})
-def _exp_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return lambda x: _exp_float32(x)
-    return lambda x: math.exp(x)
-
-
-@njit(fastmath=True, cache=True)
-def exp_kernel(x, out):
-    """``out[i] = exp(x[i])`` with the kernels' exponential (for tests)."""
-    for i in range(len(x)):
-        out[i] = _exp(x[i])
-
 
 @njit(inline="always")
 def _chunk(s_starts, leaves, first, end):
@@ -113,14 +63,15 @@ def _gather(sources, log_w, s_starts, leaves, first, last, m):
 
 @njit(fastmath=True, cache=True)
 def _add_3(queries, lo, buf, acc, active):
-    """Add the buffer's weights and weighted differences to the sums of the active queries."""
+    """Add the buffer's weights and weighted differences to the sums of the active queries
+    (float64; float32 takes :mod:`._pair_loops`)."""
     m = buf.shape[1]
     for i in active:
         q0, q1, q2 = queries[0, lo + i], queries[1, lo + i], queries[2, lo + i]
         sw, s0, s1, s2 = acc[0, i], acc[1, i], acc[2, i], acc[3, i]
         for j in range(m):
             a, b, c = buf[0, j] - q0, buf[1, j] - q1, buf[2, j] - q2
-            w = _exp(buf[3, j] - (a * a + b * b + c * c))
+            w = math.exp(buf[3, j] - (a * a + b * b + c * c))
             sw += w
             s0 += w * a
             s1 += w * b
@@ -130,7 +81,7 @@ def _add_3(queries, lo, buf, acc, active):
 
 @njit(fastmath=True, cache=True)
 def _add_5(queries, lo, buf, acc, active):
-    """Add the buffer's weights and weighted differences to the sums of the active queries."""
+    """As :func:`_add_3`, for five features."""
     m = buf.shape[1]
     for i in active:
         q0, q1, q2 = queries[0, lo + i], queries[1, lo + i], queries[2, lo + i]
@@ -140,7 +91,7 @@ def _add_5(queries, lo, buf, acc, active):
         for j in range(m):
             a, b, c = buf[0, j] - q0, buf[1, j] - q1, buf[2, j] - q2
             e, f = buf[3, j] - q3, buf[4, j] - q4
-            w = _exp(buf[5, j] - (a * a + b * b + c * c + e * e + f * f))
+            w = math.exp(buf[5, j] - (a * a + b * b + c * c + e * e + f * f))
             sw += w
             s0 += w * a
             s1 += w * b
@@ -194,6 +145,26 @@ def _sums_5_overload(queries, lo, buf, acc, active):
     if queries.dtype == types.float32:
         return _external_sums(_pairs_5_f32)
     return lambda queries, lo, buf, acc, active: _add_5(queries, lo, buf, acc, active)
+
+
+@njit(cache=True)
+def _exp_kernel(x, out):
+    # one source at the query, of log-weight x: its weight is exp(x)
+    queries = np.zeros((3, 1), dtype=x.dtype)
+    buf = np.zeros((4, 1), dtype=x.dtype)
+    acc = np.zeros((4, 1), dtype=x.dtype)
+    active = np.zeros(1, dtype=np.int64)
+    for i in range(len(x)):
+        buf[3, 0] = x[i]
+        acc[:] = 0
+        _sums_3(queries, 0, buf, acc, active)
+        out[i] = acc[0, 0]
+
+
+def exp_kernel(x, out):
+    """``out[i] = exp(x[i])`` with the kernels' exponential (for tests)."""
+    _pair_loops.register()
+    _exp_kernel(x, out)
 
 
 @njit(inline="always")
