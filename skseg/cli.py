@@ -180,8 +180,6 @@ def _precision_name(model):
     return "bfloat16" if model._bf16() else "float32"
 
 
-
-
 def _number(check, requirement):
     def parse(text):
         try:

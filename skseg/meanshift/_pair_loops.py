@@ -19,6 +19,8 @@ Only the reduction additions may be reassociated (so that the loop vectorises); 
 other operation is evaluated as written, with contractions into fused multiply-adds.
 """
 
+import threading
+
 import llvmlite.binding as llvm
 
 #: the symbol of the pair loop for each padded feature count
@@ -33,6 +35,7 @@ _POLY = ("0x3F56C16C20000000", "0x3F81111120000000", "0x3FA5555560000000",
          "0x3FF0000000000000")  # 1/720, 1/120, 1/24, 1/6, 1/2, 1, 1 (Horner order)
 
 _engine = None
+_lock = threading.Lock()
 
 
 def _function(width):
@@ -167,8 +170,12 @@ def module_ir():
 def register():
     """Compile the pair loops for the host CPU and register their symbols (once)."""
     global _engine
-    if _engine is not None:
-        return
+    with _lock:
+        if _engine is None:
+            _engine = _compile()
+
+
+def _compile():
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     machine = llvm.Target.from_default_triple().create_target_machine(
@@ -189,4 +196,4 @@ def register():
     engine.finalize_object()
     for symbol in SYMBOLS.values():
         llvm.add_symbol(symbol, engine.get_function_address(symbol))
-    _engine = engine  # keeps the machine code alive
+    return engine  # kept alive in _engine: it owns the machine code

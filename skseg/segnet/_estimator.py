@@ -47,7 +47,8 @@ class SegNetSegmenter(NeuralNet):
     decoder with both skips and learnable intensity thresholds, class scores upsampled
     from half resolution (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the
     hidden convolutions and AdamW for the rest at batch 16, a warmup-stable-decay
-    learning-rate schedule, and bfloat16 where the device has it natively.
+    learning-rate schedule, random affine copies of the training images
+    (``augment=True``), and bfloat16 where the device has it natively.
 
     Read more in the :ref:`User Guide <segnet>`.
 
