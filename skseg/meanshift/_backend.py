@@ -79,8 +79,7 @@ def kd_leaves(points, leaf_size=LEAF_SIZE):
     starts : ndarray of shape (n_leaves + 1,)
         Leaf ``i`` holds ``order[starts[i]:starts[i + 1]]``.
     """
-    order, starts = kernels.kd_order(np.ascontiguousarray(points), int(leaf_size))
-    return order, starts
+    return kernels.kd_order(np.ascontiguousarray(points), int(leaf_size))
 
 
 def _leaf_boxes(sorted_points, starts):

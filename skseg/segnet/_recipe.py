@@ -39,9 +39,12 @@ def _estimator_defaults():
         name: parameter.default
         for name, parameter in inspect.signature(SegNetSegmenter).parameters.items()
     }
-    names = ("width", "depth", "input_thresholds", "top_block", "lr", "lr_schedule", "batch_size")
+    shared = (
+        "width", "depth", "input_thresholds", "top_block", "lr", "lr_schedule", "batch_size",
+        "device",
+    )
     return {
-        **{name: default[name] for name in (*names, "device")},
+        **{name: default[name] for name in shared},
         "optimizer": next(k for k, v in OPTIMIZERS.items() if v is default["optimizer"]),
         "precision": next(k for k, v in PRECISIONS.items() if v == default["mixed_precision"]),
     }
