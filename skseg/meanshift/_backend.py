@@ -300,7 +300,7 @@ def merge_coincident(points, weights, inverse, tol):
     # cannot overflow
     points_np = points.detach().cpu().numpy()
     keys = np.round(points_np.astype(np.float64) / tol)
-    group_np = _row_groups(keys)
+    group_np = _cell_groups(keys)
     n_groups = int(group_np.max()) + 1
     if n_groups == len(points):
         return points, weights, inverse
@@ -333,6 +333,20 @@ def _row_groups(keys):
         combined = group.reshape(-1) * len(values) + rank.reshape(-1)
         _, group = np.unique(combined, return_inverse=True)
     return group.reshape(-1)
+
+
+def _cell_groups(cells):
+    """:func:`_row_groups` of rows of whole numbers (float64): one 1-d unique of one
+    integer per row, the cells' mixed-radix number, when it fits in 62 bits."""
+    low = cells.min(axis=0)
+    sizes = cells.max(axis=0) - low + 1
+    # every offset from the lowest cell exact in float64, and the number in an int64
+    if sizes.max() >= 2.0**53 or np.prod(sizes) >= 2.0**62:
+        return _row_groups(cells)
+    # the first column the most significant digit: the groups keep the sorted order
+    place = np.cumprod(np.r_[sizes[1:], 1.0][::-1])[::-1].astype(np.int64)
+    number = (cells - low).astype(np.int64) @ place
+    return np.unique(number, return_inverse=True)[1].reshape(-1)
 
 
 def unique_rows(X):

@@ -167,33 +167,71 @@ def exp_kernel(x, out):
     _exp_kernel(x, out)
 
 
+# exp(x) = 2**n exp(r) with r = x - n ln 2 (ln 2 in two parts: n * _LN2_HI is exact)
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+#: 2**n for n = -1022..0
+_POW2 = np.ldexp(1.0, np.arange(-1022, 1))
+#: relative error of :func:`_exp_above` (degree-7 Taylor polynomial on |r| <= ln(2) / 2:
+#: below 2e-9), rounded up
+_EXP_SLACK = 1e-8
+
+
+@njit(inline="always")
+def _exp_above(x):
+    """An upper bound of ``exp(x)`` for ``x <= 0``, within a relative ``2 * _EXP_SLACK``.
+
+    Plain float64 arithmetic and a table of powers of two, so that loops of it vectorise
+    without fast-math and give the same value in vector and scalar code.
+    """
+    x = max(x, -708.0)
+    n = math.floor(x * _LOG2E + 0.5)
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (
+        1 / 120 + r * (1 / 720 + r * (1 / 5040)))))))
+    return p * _POW2[int(n) + 1022] * (1.0 + _EXP_SLACK)
+
+
 @njit(inline="always")
 def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, end, left_a, left_b):
     """Per query, the bounds of what the leaves not met yet can add.
 
-    ``tail_a[i, p]`` sums ``W_S exp(-gap(q_i, S)**2)`` and ``tail_b[i, p]`` sums
-    ``W_S exp(-gap(q_i, S)**2) far(q_i, S)`` over the listed leaves after entry
+    ``tail_a[p, i]`` bounds ``W_S exp(-gap(q_i, S)**2)`` and ``tail_b[p, i]``
+    ``W_S exp(-gap(q_i, S)**2) far(q_i, S)``, summed over the listed leaves after entry
     ``first + p`` and over the leaves left out of the list (``left_a``, ``left_b``, bounds
     for the whole query leaf). ``gap`` and ``far`` are the nearest and farthest distances
-    from the query point to the box of ``S``.
+    from the query point to the box of ``S``. The inner loops run over the queries, so
+    that they vectorise.
     """
     d = box_lo.shape[1]
-    tail_a = np.empty((n, end - first))
-    tail_b = np.empty((n, end - first))
-    for i in range(n):
-        a_sum, b_sum = left_a, left_b
-        for p in range(end - 1, first - 1, -1):
-            tail_a[i, p - first], tail_b[i, p - first] = a_sum, b_sum
-            leaf = leaves[p]
-            gap2 = far2 = 0.0
-            for k in range(d):
-                x = np.float64(queries[k, lo + i])
-                below, above = box_lo[leaf, k] - x, x - box_hi[leaf, k]
-                gap2 += max(below, above, 0.0) ** 2
-                far2 += max(-below, -above) ** 2
-            reach = box_weight[leaf] * math.exp(-gap2)
-            a_sum += reach
-            b_sum += reach * math.sqrt(far2)
+    points = np.empty((d, n))
+    for k in range(d):
+        for i in range(n):
+            points[k, i] = queries[k, lo + i]
+    tail_a = np.empty((end - first, n))
+    tail_b = np.empty((end - first, n))
+    a_sum = np.full(n, left_a)
+    b_sum = np.full(n, left_b)
+    gap2 = np.empty(n)
+    far2 = np.empty(n)
+    for p in range(end - 1, first - 1, -1):
+        tail_a[p - first] = a_sum
+        tail_b[p - first] = b_sum
+        leaf = leaves[p]
+        gap2[:] = 0.0
+        far2[:] = 0.0
+        for k in range(d):
+            low, high = box_lo[leaf, k], box_hi[leaf, k]
+            for i in range(n):
+                below, above = low - points[k, i], points[k, i] - high
+                gap2[i] += max(below, above, 0.0) ** 2
+                far2[i] += max(-below, -above) ** 2
+        weight = box_weight[leaf]
+        for i in range(n):
+            reach = weight * _exp_above(-gap2[i])
+            a_sum[i] += reach
+            b_sum[i] += reach * math.sqrt(far2[i])
     return tail_a, tail_b
 
 
@@ -214,9 +252,10 @@ def _settled(acc, i, tail_a, tail_b, tolerance):
     return sw > 0 and tail_b * sw + tail_a * math.sqrt(norm2) <= tolerance * sw * sw
 
 
-# No fast-math in the driver: vectorised exponentials in _tails round differently with
-# the alignment of their arrays, which moved the stopping points, and so the results,
-# from run to run. The sums (_add_3, _add_5) are compiled apart, with fast-math.
+# No fast-math in the driver: with it, the exponentials of _tails took the C library's
+# vector and scalar versions, which round differently, depending on the alignment of
+# their arrays; that moved the stopping points, and so the results, from run to run.
+# The sums (_add_3, _add_5) are compiled apart, with fast-math.
 @njit(parallel=True, cache=True)
 def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight, ptr,
            leaves, left_a, left_b, tolerance, out):
@@ -244,8 +283,8 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
             kept = 0
             for r in range(n_active):
                 i = active[r]
-                if not _settled(acc, i, tail_a[i, at - 1 - first],
-                                tail_b[i, at - 1 - first], tolerance):
+                if not _settled(acc, i, tail_a[at - 1 - first, i],
+                                tail_b[at - 1 - first, i], tolerance):
                     active[kept] = i
                     kept += 1
             n_active = kept

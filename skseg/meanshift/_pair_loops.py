@@ -5,8 +5,9 @@ buffer (feature-major: ``width`` coordinate rows and a row of log-weights), the 
 
     w_j = exp(log_w_j - |s_j - q|^2),  sum_j w_j  and  sum_j w_j (s_j - q)
 
-to the query's sums, with the same float32 exponential as the numba kernels (range
-reduction by ``ln 2`` and a degree-6 polynomial). They are written here as LLVM IR and
+to the query's sums, with a float32 exponential: ``exp(x) = 2**n exp(r)`` with ``n`` the
+integer nearest ``x / ln 2``, ``exp(r)`` from a degree-5 minimax polynomial on ``|r| <=
+ln(2) / 2`` (relative error below ``3e-7``) and ``2**n`` added to its exponent bits. They are written here as LLVM IR and
 compiled by llvmlite (numba's own compiler library) because numba compiles every
 function for the vector width LLVM prefers on the host, 256 bits on CPUs with AVX-512,
 and cannot ask for more per function; these functions carry
@@ -30,9 +31,10 @@ SYMBOLS = {3: "skseg_meanshift_pairs3_f32", 5: "skseg_meanshift_pairs5_f32"}
 _LOG2E = "0x3FF7154760000000"
 _LN2_HI = "0x3FE62E4000000000"
 _LN2_LO = "0x3EB7F7D1C0000000"
-_POLY = ("0x3F56C16C20000000", "0x3F81111120000000", "0x3FA5555560000000",
-         "0x3FC5555560000000", "0x3FE0000000000000", "0x3FF0000000000000",
-         "0x3FF0000000000000")  # 1/720, 1/120, 1/24, 1/6, 1/2, 1, 1 (Horner order)
+# minimax coefficients of exp(r) = 1 + r q(r) on |r| <= ln(2) / 2 (exp(0) is exactly
+# 1), highest degree first (Horner order)
+_POLY = ("0x3F80FA8340000000", "0x3FA573A540000000", "0x3FC555A6A0000000",
+         "0x3FDFFFDC60000000", "0x3FEFFFFF60000000", "0x3FF0000000000000")
 
 _engine = None
 _lock = threading.Lock()
@@ -97,12 +99,12 @@ def _function(width):
         ]
     c = _POLY
     lines += [
-        # w = exp(max(log_w - |d|^2, -87)) = 2**n * p(r)
+        # w = exp(max(log_w - |d|^2, -87)) = 2**n * p(r); from -87 on, 2**n * p(r) is
+        # a normal float whose exponent field is p's plus n
         f"  %x0 = fsub contract float %b{width}, %sq{width - 1}",
         "  %x = call float @llvm.maxnum.f32(float %x0, float -87.0)",
         f"  %nx = fmul contract float %x, {_LOG2E}",
-        "  %nh = fadd contract float %nx, 0.5",
-        "  %n = call float @llvm.floor.f32(float %nh)",
+        "  %n = call float @llvm.roundeven.f32(float %nx)",
         f"  %rh = fmul contract float %n, {_LN2_HI}",
         "  %r1 = fsub contract float %x, %rh",
         f"  %rl = fmul contract float %n, {_LN2_LO}",
@@ -118,10 +120,10 @@ def _function(width):
     lines += [
         f"  %p = fadd contract float %h{last}, {c[-1]}",
         "  %ni = fptosi float %n to i32",
-        "  %e = add i32 %ni, 127",
-        "  %eb = shl i32 %e, 23",
-        "  %two_n = bitcast i32 %eb to float",
-        "  %w = fmul contract float %p, %two_n",
+        "  %nb = shl i32 %ni, 23",
+        "  %pb = bitcast float %p to i32",
+        "  %wb = add i32 %pb, %nb",
+        "  %w = bitcast i32 %wb to float",
         "  %swnext = fadd reassoc contract float %sw, %w",
     ]
     for k in ks:
@@ -158,7 +160,7 @@ def module_ir():
     """The IR of both pair loops, as one module."""
     return "\n\n".join(
         [
-            "declare float @llvm.floor.f32(float)\n"
+            "declare float @llvm.roundeven.f32(float)\n"
             "declare float @llvm.maxnum.f32(float, float)",
             *(_function(width) for width in SYMBOLS),
             'attributes #0 = { nounwind "prefer-vector-width"="512" '
