@@ -120,14 +120,14 @@ def test_leaf_pruning_memory_grows_with_the_block_not_the_points(monkeypatch):
     # (32 GiB at 6 million pixels); they must be built one block of queries at a time
     X = np.random.default_rng(0).normal(scale=20, size=(12000, 3))
     shapes = []
-    box_distances = backend._box_distances
+    list_block = backend.kernels.leaf_list_block
 
-    def recording_box_distances(*boxes):
-        near, far = box_distances(*boxes)
-        shapes.append(near.shape)
-        return near, far
+    def recording_list_block(*boxes):
+        out = list_block(*boxes)
+        shapes.append(out[0].shape)
+        return out
 
-    monkeypatch.setattr(backend, "_box_distances", recording_box_distances)
+    monkeypatch.setattr(backend.kernels, "leaf_list_block", recording_list_block)
     monkeypatch.setattr(backend, "LEAF_SIZE", 64)  # more leaves than one block of lists
     MeanShiftSegmenter(max_iter=1, device="cpu").fit(X)
     n_leaves = len(backend.kd_leaves(X, 64)[1]) - 1

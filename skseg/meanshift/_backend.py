@@ -85,24 +85,7 @@ def kd_leaves(points, leaf_size=LEAF_SIZE):
 def _leaf_boxes(sorted_points, starts):
     lo = np.minimum.reduceat(sorted_points, starts[:-1], axis=0)
     hi = np.maximum.reduceat(sorted_points, starts[:-1], axis=0)
-    return lo, hi
-
-
-def _box_distances(q_lo, q_hi, s_lo, s_hi):
-    """Squared smallest and largest distance between every query box and every source box.
-
-    Called for one block of query leaves at a time, so that the ``n_query x n_source``
-    arrays stay ``LIST_BLOCK`` rows high whatever the number of points.
-    """
-    near = np.zeros((len(q_lo), len(s_lo)))
-    far = np.zeros_like(near)
-    for k in range(q_lo.shape[1]):  # one feature at a time keeps memory at n_q x n_s
-        below = s_lo[None, :, k] - q_hi[:, None, k]
-        above = q_lo[:, None, k] - s_hi[None, :, k]
-        near += np.maximum(np.maximum(below, above), 0.0) ** 2
-        reach = np.maximum(s_hi[None, :, k] - q_lo[:, None, k], q_hi[:, None, k] - s_lo[None, :, k])
-        far += reach**2
-    return near, far
+    return lo.astype(np.float64), hi.astype(np.float64)
 
 
 class _Tree:
@@ -166,30 +149,17 @@ def leaf_lists(queries, sources, tolerance, *, own_weight=True):
         ``sum W_S exp(-gap(Q, S)**2) far(Q, S)`` of the leaves left out of each list.
     """
     counts, chunks, lefts_a, lefts_b = [], [], [], []
+    floor = queries.min_weight if own_weight else np.zeros(len(queries))
     for first in range(0, len(queries), LIST_BLOCK):
         rows = slice(first, min(first + LIST_BLOCK, len(queries)))
-        near2, far2 = _box_distances(queries.lo[rows], queries.hi[rows], sources.lo, sources.hi)
-        far = np.sqrt(far2)
-        reach = sources.weight * np.exp(-near2)
-        total_floor = (sources.weight * np.exp(-far2)).sum(axis=1)
-        if own_weight:
-            total_floor = np.maximum(total_floor, queries.min_weight[rows])
-        bound = reach * (far + far.max(axis=1, keepdims=True))
-        order = np.argsort(bound, axis=1, kind="stable")
-        running = np.cumsum(np.take_along_axis(bound, order, axis=1), axis=1)
-        n_skipped = (running <= 0.5 * tolerance * total_floor[:, None]).sum(axis=1)
-        # the leaf of the largest bound always stays: a mean needs some weight
-        n_skipped = np.minimum(n_skipped, len(sources) - 1)
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(order.shape[1])[None, :], axis=1)
-        kept = rank >= n_skipped[:, None]
-        # the kept leaves of every row, nearest first (ties by leaf index)
-        nearest = np.argsort(np.where(kept, near2, np.inf), axis=1, kind="stable")
-        n_kept = kept.sum(axis=1)
+        lists, n_kept, left_a, left_b = kernels.leaf_list_block(
+            queries.lo[rows], queries.hi[rows], floor[rows],
+            sources.lo, sources.hi, sources.weight, 0.5 * tolerance,
+        )
         counts.append(n_kept)
-        chunks.append(nearest[np.arange(near2.shape[1])[None, :] < n_kept[:, None]])
-        lefts_a.append(np.where(kept, 0.0, reach).sum(axis=1))
-        lefts_b.append(np.where(kept, 0.0, reach * far).sum(axis=1))
+        chunks.append(lists[np.arange(lists.shape[1])[None, :] < n_kept[:, None]])
+        lefts_a.append(left_a)
+        lefts_b.append(left_b)
     ptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
     return ptr, np.concatenate(chunks), np.concatenate(lefts_a), np.concatenate(lefts_b)
 

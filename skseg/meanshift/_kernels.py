@@ -35,6 +35,9 @@ from . import _pair_loops
 MAX_FEATURES = 5
 #: sources met between two checks of the stopping rule
 CHUNK = 512
+#: buffers hold a multiple of this many sources (two 512-bit vectors of float32), padded
+#: with sources of weight zero, so that the pair loops never run their scalar remainder
+PAD = 32
 
 @njit(inline="always")
 def _chunk(s_starts, leaves, first, end):
@@ -48,9 +51,12 @@ def _chunk(s_starts, leaves, first, end):
 
 @njit(inline="always")
 def _gather(sources, log_w, s_starts, leaves, first, last, m):
-    """Sources of the listed leaves ``first:last`` in one contiguous feature-major buffer."""
+    """Sources of the listed leaves ``first:last`` in one contiguous feature-major buffer,
+    padded to a multiple of ``PAD`` with copies of the last source of log-weight
+    ``-inf`` (the float32 loops give them ``exp(-87)``, the weight of any source that
+    far, a ``1e-38`` of a query's own weight)."""
     width = sources.shape[0]
-    buf = np.empty((width + 1, m), dtype=sources.dtype)
+    buf = np.empty((width + 1, -(-m // PAD) * PAD), dtype=sources.dtype)
     at = 0
     for p in range(first, last):
         lo, hi = s_starts[leaves[p]], s_starts[leaves[p] + 1]
@@ -58,6 +64,9 @@ def _gather(sources, log_w, s_starts, leaves, first, last, m):
             buf[k, at : at + hi - lo] = sources[k, lo:hi]
         buf[width, at : at + hi - lo] = log_w[lo:hi]
         at += hi - lo
+    for k in range(width):
+        buf[k, m:] = buf[k, m - 1]
+    buf[width, m:] = -np.inf
     return buf
 
 
@@ -291,6 +300,67 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
         for k in range(width):
             for i in range(hi - lo):
                 out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
+
+
+@njit(parallel=True, cache=True)
+def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
+    """The lists of one block of query leaves (see
+    :func:`skseg.meanshift._backend.leaf_lists`), one query leaf per row, in parallel.
+
+    Returns ``lists`` of shape ``(n_rows, n_source_leaves)``, whose row ``r`` starts with
+    the ``counts[r]`` kept source leaves of query leaf ``r``, nearest first (ties by leaf
+    index), and the bounds ``left_a``, ``left_b`` of the leaves left out. A source leaf is
+    left out while the bounds of the leaves left out, smallest first, add up to at most
+    ``budget`` times the query leaf's weight floor; the largest bound always stays.
+    """
+    n_rows, n_src = len(q_lo), len(s_lo)
+    d = q_lo.shape[1]
+    lists = np.empty((n_rows, n_src), dtype=np.int64)
+    counts = np.empty(n_rows, dtype=np.int64)
+    left_a = np.zeros(n_rows)
+    left_b = np.zeros(n_rows)
+    for r in prange(n_rows):
+        near2 = np.zeros(n_src)  # squared nearest and farthest distances between boxes
+        far2 = np.zeros(n_src)
+        for j in range(n_src):
+            for k in range(d):
+                below, above = s_lo[j, k] - q_hi[r, k], q_lo[r, k] - s_hi[j, k]
+                near2[j] += max(below, above, 0.0) ** 2
+                far2[j] += max(s_hi[j, k] - q_lo[r, k], q_hi[r, k] - s_lo[j, k]) ** 2
+        # the query leaf's total weight is at least what every source adds from its
+        # farthest point, and at least the floor it was given
+        floor = q_floor[r]
+        total = 0.0
+        for j in range(n_src):
+            total += s_weight[j] * math.exp(-far2[j])
+        floor = max(floor, total)
+        far = np.sqrt(far2)
+        farthest = far.max()
+        reach = np.empty(n_src)
+        bound = np.empty(n_src)
+        for j in range(n_src):
+            reach[j] = s_weight[j] * math.exp(-near2[j])
+            bound[j] = reach[j] * (far[j] + farthest)
+        by_bound = np.argsort(bound, kind="mergesort")
+        kept = np.ones(n_src, dtype=np.bool_)
+        running = 0.0
+        for rank in range(n_src - 1):  # the leaf of the largest bound always stays
+            j = by_bound[rank]
+            running += bound[j]
+            if running > budget * floor:
+                break
+            kept[j] = False
+            left_a[r] += reach[j]
+            left_b[r] += reach[j] * far[j]
+        n_kept = 0
+        for j in range(n_src):
+            if kept[j]:
+                lists[r, n_kept] = j
+                n_kept += 1
+        counts[r] = n_kept
+        order = np.argsort(near2[lists[r, :n_kept]], kind="mergesort")
+        lists[r, :n_kept] = lists[r, :n_kept][order]
+    return lists, counts, left_a, left_b
 
 
 @njit(cache=True)
