@@ -10,16 +10,16 @@ products of :func:`skseg.meanshift._backend.weighted_means_torch` write and re-r
 pair weight, which makes them memory-bound on CPUs). Differences ``s_j - q`` are formed
 directly, which is accurate at any bandwidth, and the result is ``q`` plus the weighted
 mean difference. The listed leaves are met nearest first, a chunk of about ``CHUNK``
-sources at a time copied into one contiguous buffer that every query streams in a single
-vectorised loop; after each chunk a query whose remaining leaves provably move it by
-less than the tolerance stops (see :func:`skseg.meanshift._backend.leaf_lists`).
+sources at a time copied into one contiguous buffer (padded to whole vectors) that every
+query streams in a single vectorised loop; after each chunk a query whose remaining
+leaves provably move it by less than the tolerance stops. The lists themselves come from
+:func:`leaf_list_block` (see :func:`skseg.meanshift._backend.leaf_lists`).
 
 The float32 pair loops are compiled apart, for the widest vectors of the CPU, with an
-exponential evaluated in float32 (relative error below ``5e-7``, a few float32 ulps, on
-``[-87, 0]``; :mod:`skseg.meanshift._pair_loops`); the float64 loops are numba's, with
-the C library's ``exp``. Kernels exist for
-up to 3 and up to 5 features (colour, colour and position); fewer features are padded
-with zeros.
+exponential evaluated in float32 (relative error below ``3e-7``, a few float32 ulps;
+:mod:`skseg.meanshift._pair_loops`); the float64 loops are numba's, with the C library's
+``exp``. Kernels exist for up to 3 and up to 5 features (colour, colour and position);
+fewer features are padded with zeros.
 """
 
 import math
@@ -35,9 +35,11 @@ from . import _pair_loops
 MAX_FEATURES = 5
 #: sources met between two checks of the stopping rule
 CHUNK = 512
-#: buffers hold a multiple of this many sources (two 512-bit vectors of float32), padded
-#: with sources of weight zero, so that the pair loops never run their scalar remainder
+#: buffers hold a multiple of this many sources (two 512-bit vectors of float32), so that
+#: the pair loops never run their scalar remainder (a fifth of their time on chunks of a
+#: few hundred sources)
 PAD = 32
+
 
 @njit(inline="always")
 def _chunk(s_starts, leaves, first, end):
