@@ -7,6 +7,9 @@ and 2 (15,000, 60,000, 240,000 and 960,000 pixels). Methods:
   20 steps, float32) and ``algorithm="grid"`` (approximate);
 - skseg exact in float64 (the reference the float32 rows are compared with; the test
   suite checks float64 against a plain per-point loop of the algorithm);
+- skseg exact and grid on joint spatial-range features
+  (``rgb_to_features(image, spatial_scale=0.1)``: CIELAB and pixel position, 5-D), up to
+  240,000 pixels;
 - scikit-learn ``MeanShift(bandwidth=2.5, bin_seeding=True, max_iter=20, n_jobs=2)``
   (flat kernel);
 - OpenCV ``pyrMeanShiftFiltering(sp=10, sr=10)`` on the RGB photo, when ``cv2`` is
@@ -42,6 +45,9 @@ BANDWIDTH, STEPS = 2.5, 20
 SCALES = {15_000: 0.25, 60_000: 0.5, 240_000: 1.0, 960_000: 2.0}
 #: float64 runs beyond this many pixels are skipped (minutes each on 2 cores)
 FLOAT64_UP_TO = 240_000
+#: the 5-D rows stop here, and their float64 references earlier
+FIVE_D_UP_TO, FIVE_D_FLOAT64_UP_TO = 240_000, 60_000
+SPATIAL_SCALE = 0.1
 WITHIN = 5e-2
 
 
@@ -60,11 +66,15 @@ def run_method(method, pixels):
     from skimage import color
 
     image = coffee_rgb(SCALES[pixels])
-    X = color.rgb2lab(image).reshape(-1, 3)
     import torch  # noqa: F401  (imports stay outside the timed region)
 
     from skseg import MeanShiftSegmenter
+    from skseg.image import rgb_to_features
 
+    if method.startswith("skseg") and method.split("-")[1].endswith("5"):
+        X = rgb_to_features(image, spatial_scale=SPATIAL_SCALE).reshape(-1, 5)
+    else:
+        X = color.rgb2lab(image).reshape(-1, 3)
     if method.startswith("skseg"):  # compile the kernels outside the timed region
         MeanShiftSegmenter(algorithm="grid" if "grid" in method else "blurring").fit(X[:500])
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -82,7 +92,9 @@ def run_method(method, pixels):
         cv2.pyrMeanShiftFiltering(np.ascontiguousarray(image[..., ::-1]), 10, 10)
     else:
         _, algorithm, dtype = method.split("-")
-        ms = MeanShiftSegmenter(BANDWIDTH, max_iter=STEPS, algorithm=algorithm, dtype=dtype)
+        ms = MeanShiftSegmenter(
+            BANDWIDTH, max_iter=STEPS, algorithm=algorithm.rstrip("5"), dtype=dtype
+        )
         ms.fit(X)
         out, n_segments = ms.shifted_points_, len(ms.cluster_centers_)
     seconds = time.perf_counter() - start
@@ -104,7 +116,7 @@ def measure(method, pixels):
 
 def agreement(method, pixels):
     """Largest deviation from skseg float64, and the share of points within ``WITHIN``."""
-    reference = RESULTS / f"skseg-blurring-float64-{pixels}.npy"
+    reference = RESULTS / f"{method.replace('float32', 'float64')}-{pixels}.npy"
     if not reference.exists():
         return None, None
     diff = np.abs(np.load(RESULTS / f"{method}-{pixels}.npy") - np.load(reference)).max(axis=1)
@@ -185,19 +197,28 @@ def main():
     except ImportError:
         opencv = False
     sizes = list(SCALES)[:2] if args.quick else list(SCALES)
+    others = {"scikit-learn MeanShift (flat, bin seeding)": "sklearn"}
+    if opencv:
+        others["OpenCV pyrMeanShiftFiltering(10, 10)"] = "opencv"
     methods = {
         "skseg exact, float32": "skseg-blurring-float32",
         "skseg grid (approximate)": "skseg-grid-float32",
-        "scikit-learn MeanShift (flat, bin seeding)": "sklearn",
+        "skseg exact, 5-D (colour and position)": "skseg-blurring5-float32",
+        "skseg grid, 5-D": "skseg-grid5-float32",
+        **others,
     }
-    if opencv:
-        methods["OpenCV pyrMeanShiftFiltering(10, 10)"] = "opencv"
     stats = {name: {} for name in methods}
     for n in sizes:
-        cached = (RESULTS / f"skseg-blurring-float64-{n}.npy").exists()
-        if n <= FLOAT64_UP_TO and (args.fresh or not cached):
-            measure("skseg-blurring-float64", n)  # the reference; kept between runs
+        references = [("skseg-blurring-float64", FLOAT64_UP_TO),
+                      ("skseg-blurring5-float64", FIVE_D_FLOAT64_UP_TO)]
+        for reference, up_to in references:  # kept between runs
+            cached = (RESULTS / f"{reference}-{n}.npy").exists()
+            if n <= up_to and (args.fresh or not cached):
+                measure(reference, n)
         for name, method in methods.items():
+            if "5-" in method and n > FIVE_D_UP_TO:
+                stats[name][n] = "skipped"
+                continue
             stats[name][n] = measure(method, n)
             seconds = stats[name][n]["seconds"] if stats[name][n] else float("nan")
             print(f"  {name:<45} {n:>9,} px {seconds:8.2f} s", file=sys.stderr, flush=True)
@@ -206,6 +227,8 @@ def main():
         s = stats[name][n]
         if s is None:
             return "failed"
+        if s == "skipped":
+            return "-"
         text = f"{s['seconds']:.2f} s, {s['peak_mb']:.0f} MB"
         if s["segments"] is not None:
             text += f", {s['segments']} segments"
@@ -217,15 +240,15 @@ def main():
             from sklearn.metrics import adjusted_rand_score
 
             exact, grid = (
-                np.load(RESULTS / f"{methods[key]}-{n}-labels.npy")
-                for key in ("skseg exact, float32", name)
+                np.load(RESULTS / f"{method}-{n}-labels.npy")
+                for method in (methods[name].replace("grid", "blurring"), methods[name])
             )
             text += f", adjusted Rand index vs exact {adjusted_rand_score(exact, grid):.3f}"
         return text
 
     rows = [(name, [cell(name, n) for n in sizes]) for name in methods]
     exact = "skseg exact, float32"
-    for other in list(methods)[2:]:
+    for other in others:
         rows.append(
             (
                 f"{other.split(' ')[0]} time / skseg exact time",
@@ -240,12 +263,20 @@ def main():
     header = (
         f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"Python {platform.python_version()}; Gaussian mean-shift with bandwidth {BANDWIDTH} "
-        f"and {STEPS} steps on the CIELAB pixels of ``coffee`` (rescaled). Agreement is "
-        "with skseg's float64 mode, per pixel (largest coordinate difference in Lab units); "
-        "the grid mode's segments are compared with the exact mode's."
+        f"and {STEPS} steps on the CIELAB pixels of ``coffee`` (rescaled), and on its 5-D "
+        f"joint spatial-range features (``rgb_to_features(image, spatial_scale="
+        f"{SPATIAL_SCALE})``). Agreement is with skseg's float64 mode, per pixel (largest "
+        "coordinate difference); the grid mode's segments are compared with the exact "
+        "mode's."
     )
     write_table(rows, sizes, header)
-    plot({name: {n: s["seconds"] for n, s in stats[name].items() if s} for name in methods}, sizes)
+    plot(
+        {
+            name: {n: s["seconds"] for n, s in stats[name].items() if s and s != "skipped"}
+            for name in methods
+        },
+        sizes,
+    )
     print(TABLE.read_text())
 
 
