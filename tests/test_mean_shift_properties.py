@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from numba import njit
 
 from skseg import MeanShiftSegmenter
 from skseg.meanshift import _backend as backend
@@ -84,7 +85,8 @@ def test_segments_at_most_samples_and_predict_matches_labels(X, bandwidth):
 
 @SETTINGS
 @given(
-    arrays(np.float32, st.integers(1, 300), elements=st.floats(-87, 0, width=32)),
+    # exponents of the pair loops: log-weights (up to ln(n)) minus squared distances
+    arrays(np.float32, st.integers(1, 300), elements=st.floats(-87, 13, width=32)),
 )
 def test_fused_exponential_against_numpy(x):
     out = np.empty_like(x)
@@ -122,6 +124,25 @@ def test_fused_kernel_against_brute_force(X, extra_dims, dtype, duplicate):
     assert np.linalg.norm(got - expected, axis=1).max() <= tolerance + rounding
 
 
+@njit
+def _exp_above_all(x):
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        out[i] = kernels._exp_above(x[i])
+    return out
+
+
+@SETTINGS
+@given(arrays(np.float64, st.integers(1, 300), elements=st.floats(-708, 0)))
+def test_bound_exponential_is_a_tight_upper_bound(x):
+    # the stopping rule's bounds need exp from above; vectorised and scalar code agree
+    got = _exp_above_all(x)
+    expected = np.exp(x)
+    assert (got >= expected).all()
+    np.testing.assert_allclose(got, expected, rtol=3e-8, atol=0)
+    np.testing.assert_array_equal(_exp_above_all(x[::-1].copy()), got[::-1])
+
+
 def test_fused_kernel_is_deterministic(coffee_lab_small):
     # the same inputs give bit-identical means, whatever memory was allocated in between
     # (fast-math vectorisation can make the rounding depend on alignment)
@@ -149,6 +170,20 @@ def test_fused_kernel_is_deterministic(coffee_lab_small):
 def test_row_groups_match_numpys_row_unique(keys):
     expected = np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
     np.testing.assert_array_equal(backend._row_groups(keys), expected)
+
+
+@SETTINGS
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 60), st.integers(1, 5)),
+        # whole numbers: a few cells apart, or too far apart for one int64 per row
+        elements=st.sampled_from([0.0, 1.0, -3.0, 7.0, 2.0**40, -(2.0**40), 1e300]),
+    )
+)
+def test_cell_groups_match_numpys_row_unique(cells):
+    expected = np.unique(cells, axis=0, return_inverse=True)[1].reshape(-1)
+    np.testing.assert_array_equal(backend._cell_groups(cells), expected)
 
 
 @SETTINGS
