@@ -7,7 +7,9 @@ buffer (feature-major: ``width`` coordinate rows and a row of log-weights), the 
 
 to the query's sums, with a float32 exponential: ``exp(x) = 2**n exp(r)`` with ``n`` the
 integer nearest ``x / ln 2``, ``exp(r)`` from a degree-5 minimax polynomial on ``|r| <=
-ln(2) / 2`` (relative error below ``3e-7``) and ``2**n`` added to its exponent bits. They are written here as LLVM IR and
+ln(2) / 2`` (relative error below ``3e-7``) and ``2**n`` added to its exponent bits.
+
+They are written here as LLVM IR and
 compiled by llvmlite (numba's own compiler library) because numba compiles every
 function for the vector width LLVM prefers on the host, 256 bits on CPUs with AVX-512,
 and cannot ask for more per function; these functions carry
