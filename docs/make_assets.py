@@ -5,8 +5,8 @@ Writes, from the repository root:
 - ``docs/_static/readme_meanshift.png``: ``skseg segment`` on half of scikit-image's
   ``coffee`` photo (original | segments in mean colour | boundaries);
 - ``examples/data/segnet_mnist.pt``: ``skseg train-segnet``'s recipe trained on the MNIST
-  training digits (about 10 minutes on 2 CPU cores), its weights stored in bfloat16 so
-  that the file stays under 2 MB;
+  training digits (about 10 minutes on 2 CPU cores), its weights stored in bfloat16 (half
+  the size of float32);
 - ``docs/_static/readme_segnet.png``: that model on held-out compositions (image | truth |
   prediction).
 
