@@ -368,8 +368,8 @@ def build_parser():
     train.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
-        help="train on random affine copies of every batch (SegNetSegmenter's augment; "
-        "default off: every epoch composes new images)",
+        help="train on random affine copies of every batch, overlaid with each other "
+        "(SegNetSegmenter's augment; default off: every epoch composes new images)",
     )
     train.add_argument(
         "--test-time-shifts",

@@ -753,6 +753,47 @@ def test_random_affine_moves_pixels_and_labels_together(seed):
         assert set(out[0][kept].tolist()) <= set(image.ravel().tolist())
 
 
+@given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.sampled_from([0.0, 0.3, 1.0]))
+def test_max_overlay_is_the_brighter_of_each_image_and_another_moved_one(seed, n, shift):
+    from skseg.segnet import max_overlay
+
+    torch.manual_seed(seed)
+    images = torch.rand(n, 2, 10, 12)
+    labels = torch.randint(0, 3, (n, 10, 12))
+    labels[:, 0, 0] = 9  # unlabelled pixels never win
+    out, out_labels = max_overlay(images, labels, shift=shift, ignore_index=9)
+    reach_y, reach_x = int(shift * 10), int(shift * 12)
+    for image, label, o, o_label in zip(images, labels, out, out_labels):
+        # some image j of the batch, moved by some (dy, dx) within reach, explains it
+        found = False
+        for j in range(n):
+            for dy in range(-reach_y, reach_y + 1):
+                for dx in range(-reach_x, reach_x + 1):
+                    moved = _shifted(images[j].numpy(), dy, dx)
+                    moved_label = _shifted(labels[j].numpy() - 9, dy, dx) + 9  # 9 comes in
+                    wins = (moved.mean(0) > image.numpy().mean(0)) & (moved_label != 9)
+                    expected = np.where(wins, moved, image.numpy())
+                    expected_label = np.where(wins, moved_label, label.numpy())
+                    if np.array_equal(o.numpy(), expected) and np.array_equal(
+                        o_label.numpy(), expected_label
+                    ):
+                        found = True
+        assert found
+
+
+def test_augment_affine_leaves_out_the_overlay(small_data, tmp_path):
+    X, y = small_data
+    params = {**TINY, "max_epochs": 1, "validation_fraction": 0}
+    losses = {
+        augment: SegNetSegmenter(augment=augment, **params).fit(X, y).history[-1, "train_loss"]
+        for augment in (True, "affine", False)
+    }
+    assert len(set(losses.values())) == 3
+    model = SegNetSegmenter(augment="affine", **params).fit(X, y)
+    model.save(tmp_path / "model.pt")
+    assert SegNetSegmenter.load(tmp_path / "model.pt").augment == "affine"
+
+
 def test_augment_transforms_training_batches_only(small_data):
     X, y = small_data
     seen = []

@@ -6,8 +6,8 @@ of this package each hold one part of it:
 - ``_estimator``: :class:`SegNetSegmenter` itself (parameters, fit, predict, score);
 - ``_network``: the network, :class:`SegNetLite`, and :class:`IntensityThresholds`;
 - ``_validation``: the checks of images and label maps;
-- ``_augment``: random affine copies for training (:func:`random_affine`) and shifted
-  copies at test time (:func:`shift_offsets`);
+- ``_augment``: random affine copies and overlays for training (:func:`random_affine`,
+  :func:`max_overlay`) and shifted copies at test time (:func:`shift_offsets`);
 - ``_persistence``: model files that load without running code (``save`` / ``load``);
 - ``_losses``: the per-pixel loss, :class:`CrossEntropy2D`;
 - ``_optim``: :class:`Muon` and the warmup-stable-decay schedule;
@@ -18,7 +18,7 @@ of this package each hold one part of it:
 - ``_accelerate``: :class:`AcceleratedSegNetSegmenter` (needs ``accelerate``).
 """
 
-from ._augment import random_affine, shift_offsets
+from ._augment import max_overlay, random_affine, shift_offsets
 from ._estimator import SegNetSegmenter
 from ._losses import CrossEntropy2D
 from ._network import IntensityThresholds, SegNetLite
@@ -39,6 +39,7 @@ __all__ = [
     "fit_on_fresh_compositions",
     "fit_recipe",
     "images_per_epoch_for_budget",
+    "max_overlay",
     "muon_param_groups",
     "orthogonalize",
     "plan_training",

@@ -2,7 +2,10 @@
 
 Training (``augment=True``): every training batch is replaced by a random affine copy of
 itself (:func:`random_affine`): each image and its label map are rotated, scaled and
-shifted together, pixel for pixel, so the network sees new handwriting every epoch.
+shifted together, pixel for pixel, so the network sees new handwriting every epoch. Each
+image is then overlaid with another image of the batch, shifted, by the pixelwise
+maximum (:func:`max_overlay`): new compositions of the same objects, with more of them
+per image and more overlaps.
 
 Test time (``test_time_shifts=k``): pooling makes the network's output depend on where
 an image sits modulo ``2**depth`` pixels, so :meth:`~skseg.SegNetSegmenter.predict` also
@@ -84,6 +87,62 @@ def random_affine(images, labels, *, rotation=10.0, scale=0.1, shift=2.0, ignore
     # labels resampled as floats: integers below 2**24 are exact
     moved_labels = resample(labels[:, None].float())[:, 0].to(labels.dtype)
     return moved, torch.where(inside, moved_labels, torch.full_like(moved_labels, ignore_index))
+
+
+def max_overlay(images, labels, *, shift=0.3, ignore_index=255):
+    """Overlay every image with another image of the batch, shifted, by the pixelwise
+    maximum.
+
+    Image ``i`` meets image ``j`` of a random permutation of the batch (possibly itself),
+    moved by a random whole number of pixels uniform in ``[-shift * H, shift * H]`` down
+    and ``[-shift * W, shift * W]`` across. Where the moved image is brighter (its mean
+    over channels is larger) and labelled (not ``ignore_index``), its pixel and its label
+    replace image ``i``'s; pixels moved in from outside are dark and unlabelled, so they
+    never do. An image composed by maximum whose labels are those of the brightest
+    object, such as multi-digit MNIST with its digits' classes where their ink is, stays
+    such a composition, with more objects. Random numbers come from torch's generator.
+
+    Parameters
+    ----------
+    images : Tensor of shape (n, C, H, W)
+    labels : Tensor of shape (n, H, W), integer
+    shift : float, default=0.3
+        Largest move, as a fraction of the image's height and width.
+    ignore_index : int, default=255
+        Label of unlabelled pixels.
+
+    Returns
+    -------
+    images : Tensor of shape (n, C, H, W)
+    labels : Tensor of shape (n, H, W)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skseg.segnet import max_overlay
+    >>> images = torch.zeros(2, 1, 8, 8)
+    >>> images[0, 0, 1, 1], images[1, 0, 6, 6] = 1.0, 0.5
+    >>> labels = torch.where(images[:, 0] > 0, 1, 0)
+    >>> out, out_labels = max_overlay(images, labels)
+    >>> bool(((out[:, 0] > 0).long() == out_labels).all())
+    True
+    """
+    n, height, width = len(images), *images.shape[-2:]
+    device = images.device
+    other = torch.randperm(n, device=device).tolist()
+    reach = torch.tensor([int(shift * height), int(shift * width)], device=device)
+    moves = (torch.rand(n, 2, device=device) * (2 * reach + 1)).long() - reach
+    moved = torch.zeros_like(images)
+    moved_labels = torch.full_like(labels, ignore_index)
+    for i, (j, (dy, dx)) in enumerate(zip(other, moves.tolist())):
+        # rows and columns of image i that the moved image j covers, and where they come from
+        rows, cols = slice(max(dy, 0), height + min(dy, 0)), slice(max(dx, 0), width + min(dx, 0))
+        from_rows = slice(max(-dy, 0), height + min(-dy, 0))
+        from_cols = slice(max(-dx, 0), width + min(-dx, 0))
+        moved[i, :, rows, cols] = images[j, :, from_rows, from_cols]
+        moved_labels[i, rows, cols] = labels[j, from_rows, from_cols]
+    wins = (moved.float().mean(1) > images.float().mean(1)) & (moved_labels != ignore_index)
+    return torch.where(wins[:, None], moved, images), torch.where(wins, moved_labels, labels)
 
 
 def averaged_scores(infer, images, offsets, period, *, raw_scores=False):

@@ -21,7 +21,7 @@ from skorch.dataset import ValidSplit
 from .._device import has_fast_bfloat16, resolve_device
 from .._validation import check_integer_labels
 from ..metrics import confusion_matrix_iou, mean_iou
-from ._augment import averaged_scores, random_affine, shift_offsets
+from ._augment import averaged_scores, max_overlay, random_affine, shift_offsets
 from ._callbacks import PlannedLRSchedule, QuietProgressBar, StopOnNonFiniteLoss
 from ._losses import CrossEntropy2D
 from ._network import TOP_BLOCKS, SegNetLite
@@ -47,8 +47,8 @@ class SegNetSegmenter(NeuralNet):
     decoder with both skips and learnable intensity thresholds, class scores upsampled
     from half resolution (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the
     hidden convolutions and AdamW for the rest at batch 16, a warmup-stable-decay
-    learning-rate schedule, random affine copies of the training images
-    (``augment=True``), and bfloat16 where the device has it natively.
+    learning-rate schedule, random affine copies of the training images overlaid with
+    each other (``augment=True``), and bfloat16 where the device has it natively.
 
     Read more in the :ref:`User Guide <segnet>`.
 
@@ -139,15 +139,20 @@ class SegNetSegmenter(NeuralNet):
         Decoupled weight decay of AdamW or Muon (other optimizers get none unless
         ``optimizer__weight_decay`` is given).
 
-    augment : bool or callable, default=True
+    augment : bool, "affine" or callable, default=True
         Replace every training batch by a random affine copy of itself
         (:func:`~skseg.segnet.random_affine`: each image and its label map rotated by up
         to 10 degrees, scaled by up to 10 % and shifted by up to 2 pixels, together,
-        by nearest neighbour; pixels from outside get ``ignore_index``). Images smaller
+        by nearest neighbour; pixels from outside get ``ignore_index``), then overlay
+        every image with another image of the batch moved by up to 30 % of its size, by
+        the pixelwise maximum (:func:`~skseg.segnet.max_overlay`: where the other image
+        is brighter, its pixel and label win). The overlay suits images whose objects
+        are brighter than their background and whose labels are the brightest
+        object's, such as multi-digit MNIST; ``"affine"`` leaves it out. Images smaller
         than 16 x 16 pixels (and pixel rows) are not augmented. A callable
         ``augment(X, y) -> (X, y)`` on the batch's tensors (images ``(n, C, H, W)``,
-        labels ``(n, H, W)`` as indices into ``classes_``) replaces it. ``False`` trains
-        on the images as given. Validation images are never augmented.
+        labels ``(n, H, W)`` as indices into ``classes_``) replaces both. ``False``
+        trains on the images as given. Validation images are never augmented.
 
     mixed_precision : bool or "auto", default="auto"
         Run the network under bfloat16 autocast (CPU or CUDA). On CPUs with AMX or
@@ -240,7 +245,7 @@ class SegNetSegmenter(NeuralNet):
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "lr_schedule": [StrOptions({"onecycle", "wsd", "constant"})],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "augment": ["boolean", callable],
+        "augment": ["boolean", StrOptions({"affine"}), callable],
         "mixed_precision": ["boolean", StrOptions({"auto"})],
         "channels_last": ["boolean"],
         "image_shape": [None, tuple, list],
@@ -432,6 +437,8 @@ class SegNetSegmenter(NeuralNet):
             batch = self.augment(Xi, yi)
         elif self.augment and min(Xi.shape[-2:]) >= MIN_AUGMENTED_SIZE:
             batch = random_affine(Xi, yi, ignore_index=self.ignore_index)
+            if self.augment != "affine":
+                batch = max_overlay(*batch, ignore_index=self.ignore_index)
         return super().train_step_single(batch, **fit_params)
 
     def infer(self, x, **fit_params):

@@ -53,7 +53,7 @@ def save_model(estimator, path, *, weights_dtype=None):
     """Write ``estimator`` to ``path``; see :meth:`skseg.SegNetSegmenter.save`."""
     check_is_fitted(estimator, "classes_")
     params = {name: getattr(estimator, name) for name in _SAVED_PARAMS}
-    if not isinstance(params["augment"], bool):  # a callable: not stored
+    if not isinstance(params["augment"], (bool, str)):  # a callable: not stored
         del params["augment"]
     for name in ("image_shape", "convs_per_block"):
         if isinstance(params[name], (tuple, list)):
