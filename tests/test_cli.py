@@ -165,6 +165,7 @@ def test_recipe_takes_the_estimators_defaults():
         assert RECIPE[name] == defaults[name]
     assert (RECIPE["optimizer"], RECIPE["precision"]) == ("muon", "auto")
     assert RECIPE["augment"] is False and defaults["augment"] is True
+    assert RECIPE["convs_per_block"] == 1 and defaults["convs_per_block"] is None
 
 
 def test_recipe_model_builds_the_recipe():

@@ -794,6 +794,23 @@ def test_augment_affine_leaves_out_the_overlay(small_data, tmp_path):
     assert SegNetSegmenter.load(tmp_path / "model.pt").augment == "affine"
 
 
+@pytest.mark.parametrize(
+    "depth, convs_per_block, expected",
+    [(4, None, [1, 1, 2, 2]), (2, None, [2, 2]), (1, None, [2]), (3, 3, [3, 3, 3]),
+     (3, (1, 2, 1), [1, 2, 1])],
+)
+def test_convs_per_block_builds_that_many_convolutions_per_level(depth, convs_per_block,
+                                                                  expected):
+    model = SegNetSegmenter(
+        width=2, depth=depth, convs_per_block=convs_per_block, image_shape=(1, 16, 16),
+        module__n_classes=3,
+    ).initialize()
+    # levels top first; the decoder has no block at the top with top_block="upsample"
+    for blocks in (model.module_.encoders, model.module_.decoders):
+        counts = [sum(isinstance(m, torch.nn.Conv2d) for m in block.modules()) for block in blocks]
+        assert counts == expected[len(expected) - len(counts) :]
+
+
 def test_augment_transforms_training_batches_only(small_data):
     X, y = small_data
     seen = []

@@ -44,8 +44,9 @@ class SegNetSegmenter(NeuralNet):
     :class:`~sklearn.model_selection.GridSearchCV` (``scoring=skseg.metrics.iou_scorer``).
 
     The defaults are the best recipe measured on multi-digit MNIST: SegNet's encoder and
-    decoder with both skips and learnable intensity thresholds, class scores upsampled
-    from half resolution (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the
+    decoder with both skips and learnable intensity thresholds, two convolutions per
+    block at the two lowest levels, class scores upsampled from half resolution
+    (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the
     hidden convolutions and AdamW for the rest at batch 16, a warmup-stable-decay
     learning-rate schedule, random affine copies of the training images overlaid with
     each other (``augment=True``), and bfloat16 where the device has it natively.
@@ -64,9 +65,11 @@ class SegNetSegmenter(NeuralNet):
     depth : int, default=4
         Encoder levels; image sides must be divisible by ``2**depth``.
 
-    convs_per_block : int or sequence of int, default=1
+    convs_per_block : int, sequence of int or None, default=None
         Conv2d -> BatchNorm2d -> ReLU units per encoder and decoder block, for all levels
-        or one number per level, top level first.
+        or one number per level, top level first. ``None`` gives the two lowest levels
+        two units and the levels above one (``(1, 1, 2, 2)`` at ``depth=4``): capacity
+        where the objects are told apart, at 8 x 8 and 16 x 16 for 64 x 64 images.
 
     encoder_skip : bool, default=True
         Add each encoder block's output to the decoder block of the same level after
@@ -233,7 +236,7 @@ class SegNetSegmenter(NeuralNet):
     _parameter_constraints: dict = {
         "width": [Interval(Integral, 1, None, closed="left")],
         "depth": [Interval(Integral, 0, None, closed="left")],
-        "convs_per_block": [Interval(Integral, 1, None, closed="left"), tuple, list],
+        "convs_per_block": [Interval(Integral, 1, None, closed="left"), tuple, list, None],
         "encoder_skip": ["boolean"],
         "input_skip": ["boolean"],
         "input_thresholds": [Interval(Integral, 0, None, closed="left")],
@@ -261,7 +264,7 @@ class SegNetSegmenter(NeuralNet):
         *,
         width=32,
         depth=4,
-        convs_per_block=1,
+        convs_per_block=None,
         encoder_skip=True,
         input_skip=True,
         input_thresholds=4,
@@ -325,13 +328,18 @@ class SegNetSegmenter(NeuralNet):
             self._parameter_constraints, params, caller_name=type(self).__name__
         )
         convs = self.convs_per_block
-        if not isinstance(convs, Integral) and (
+        if convs is not None and not isinstance(convs, Integral) and (
             len(convs) != self.depth or not all(isinstance(n, Integral) and n >= 1 for n in convs)
         ):
             raise InvalidParameterError(
                 f"The 'convs_per_block' parameter of {type(self).__name__} must be an int >= 1 "
                 f"or a sequence of depth={self.depth} such ints. Got {convs!r} instead."
             )
+
+    def _convs_per_level(self):
+        if self.convs_per_block is not None:
+            return self.convs_per_block
+        return tuple(1 if level < self.depth - 2 else 2 for level in range(self.depth))
 
     def _check_X(self, X, reset):
         X, flat = check_images(X, image_shape=self.image_shape, depth=self.depth)
@@ -362,7 +370,7 @@ class SegNetSegmenter(NeuralNet):
             "n_classes": len(self.classes_),
             "width": self.width,
             "depth": self.depth,
-            "convs_per_block": self.convs_per_block,
+            "convs_per_block": self._convs_per_level(),
             "encoder_skip": self.encoder_skip,
             "input_skip": self.input_skip,
             "input_thresholds": self.input_thresholds,

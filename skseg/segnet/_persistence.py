@@ -86,6 +86,7 @@ def load_model(cls, path, **params):
     stored.setdefault("input_thresholds", 0)  # files from before the parameters
     stored.setdefault("top_block", "unpool")
     stored.setdefault("augment", False)
+    stored.setdefault("convs_per_block", 1)
     for name in ("image_shape", "convs_per_block"):
         if isinstance(stored.get(name), list):
             stored[name] = tuple(stored[name])
