@@ -31,6 +31,7 @@ from skseg.segnet import IntensityThresholds, SegNetLite, shift_offsets
 TINY = dict(
     width=4,
     depth=2,
+    convs_per_block=1,
     lr=2e-2,
     batch_size=16,
     optimizer=torch.optim.AdamW,
