@@ -54,26 +54,20 @@ class CrossEntropy2D(nn.Module):
             scores = F.interpolate(
                 scores, size=target.shape[-2:], mode="bilinear", align_corners=False
             )
-        if self.reduction != "mean":
-            return F.cross_entropy(
-                scores.float(),
-                target,
-                weight=self.weight,
-                ignore_index=self.ignore_index,
-                reduction=self.reduction,
-            )
-        # the mean over the labelled pixels (weighted by their classes' weights), and 0,
-        # not torch's 0 / 0 = NaN, for a batch without any
-        total = F.cross_entropy(
+        # the mean is taken here, over the labelled pixels (weighted by their classes'
+        # weights), and is 0, not torch's 0 / 0 = NaN, for a batch without any
+        loss = F.cross_entropy(
             scores.float(),
             target,
             weight=self.weight,
             ignore_index=self.ignore_index,
-            reduction="sum",
+            reduction="sum" if self.reduction == "mean" else self.reduction,
         )
+        if self.reduction != "mean":
+            return loss
         labelled = target != self.ignore_index
         if self.weight is None:
             count = labelled.sum()
         else:
             count = self.weight[target[labelled]].sum()
-        return total / count.clamp(min=torch.finfo(total.dtype).tiny)
+        return loss / count.clamp(min=torch.finfo(loss.dtype).tiny)
