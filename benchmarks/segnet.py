@@ -182,6 +182,7 @@ FORMER_DEFAULTS = dict(
     augment=False,
     optimizer=torch.optim.AdamW,
     lr=3e-3,
+    max_epochs=10,
     batch_size=32,
     lr_schedule="onecycle",
     top_block="unpool",

@@ -268,14 +268,24 @@ def test_explicit_param_groups_reach_the_optimizer():
 
 
 @pytest.mark.parametrize(
-    "mixed_precision, params, expected",
+    "device, mixed_precision, params, expected",
     [
-        (False, {}, None),
-        (True, {}, torch.bfloat16),
-        (True, {"optimizer__ns_dtype": torch.float32}, torch.float32),
+        ("cpu", False, {}, None),
+        ("cpu", True, {}, None),  # float32 iterations take less time on CPUs
+        ("cpu", True, {"optimizer__ns_dtype": torch.bfloat16}, torch.bfloat16),
+        pytest.param(
+            "cuda", True, {}, torch.bfloat16,
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ),
+        pytest.param(
+            "cuda", False, {}, None,
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ),
     ],
 )
-def test_segnet_segmenter_iterates_in_the_network_precision(mixed_precision, params, expected):
+def test_segnet_segmenter_iterates_in_bfloat16_on_cuda_only(
+    device, mixed_precision, params, expected
+):
     X = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
     y = (X[:, 0] > 0.5).astype(np.int64)
     seg = SegNetSegmenter(
@@ -284,6 +294,7 @@ def test_segnet_segmenter_iterates_in_the_network_precision(mixed_precision, par
         top_block="unpool",  # a hidden convolution in the decoder
         optimizer=Muon,
         mixed_precision=mixed_precision,
+        device=device,
         max_epochs=1,
         verbose=0,
         validation_fraction=0,

@@ -795,6 +795,21 @@ def test_augment_affine_leaves_out_the_overlay(small_data, tmp_path):
     assert SegNetSegmenter.load(tmp_path / "model.pt").augment == "affine"
 
 
+def test_augment_true_is_an_affine_copy_overlaid_twice(small_data):
+    from skseg.segnet import max_overlay, random_affine
+
+    X, y = small_data
+
+    def affine_then_two_overlays(Xb, yb):
+        Xb, yb = random_affine(Xb, yb)
+        return max_overlay(*max_overlay(Xb, yb))
+
+    params = {**TINY, "max_epochs": 2, "validation_fraction": 0}
+    default = SegNetSegmenter(augment=True, **params).fit(X, y)
+    spelled_out = SegNetSegmenter(augment=affine_then_two_overlays, **params).fit(X, y)
+    assert default.history[:, "train_loss"] == spelled_out.history[:, "train_loss"]
+
+
 @pytest.mark.parametrize(
     "depth, convs_per_block, expected",
     [(4, None, [1, 1, 2, 2]), (2, None, [2, 2]), (1, None, [2]), (3, 3, [3, 3, 3]),

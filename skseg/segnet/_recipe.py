@@ -39,10 +39,7 @@ def _estimator_defaults():
         name: parameter.default
         for name, parameter in inspect.signature(SegNetSegmenter).parameters.items()
     }
-    shared = (
-        "width", "depth", "input_thresholds", "top_block", "lr", "lr_schedule", "batch_size",
-        "device",
-    )
+    shared = ("width", "depth", "input_thresholds", "top_block", "lr", "lr_schedule", "device")
     return {
         **{name: default[name] for name in shared},
         "optimizer": next(k for k, v in OPTIMIZERS.items() if v is default["optimizer"]),
@@ -53,11 +50,13 @@ def _estimator_defaults():
 #: every default of the recipe (and of ``skseg train-segnet``'s options of the same
 #: names): :class:`~skseg.SegNetSegmenter`'s defaults for the network and its
 #: optimisation, then what a run on fresh compositions sets differently (one convolution
-#: per block, so that more images fit the time budget; 7 epochs of new images, which need
-#: no augmentation, 2 % of them for validation, 7 test-time shifts), then the run itself
+#: per block and batch 16, so that more images and steps fit the time budget; 7 epochs of
+#: new images, which need no augmentation, 2 % of them for validation, 7 test-time
+#: shifts), then the run itself
 RECIPE = {
     **_estimator_defaults(),
     "convs_per_block": 1,
+    "batch_size": 16,
     "epochs": 7,
     "augment": False,
     "validation_fraction": 0.02,
@@ -145,8 +144,9 @@ def recipe_model(
     ----------
     width, depth, convs_per_block, input_thresholds, top_block, lr, lr_schedule, \
 batch_size, augment, validation_fraction, test_time_shifts, device, verbose
-        As in :class:`~skseg.SegNetSegmenter`; one convolution per block (more images in
-        the time budget), and ``augment`` is off (every epoch composes new images).
+        As in :class:`~skseg.SegNetSegmenter`; one convolution per block and batch 16
+        (more images and steps in the time budget), and ``augment`` is off (every epoch
+        composes new images).
     optimizer : {"muon", "adamw"}, default="muon"
         :class:`~skseg.segnet.Muon` for the hidden convolutions and AdamW for the rest, or
         :class:`torch.optim.AdamW` for all.
