@@ -863,3 +863,31 @@ def test_a_callable_augment_is_not_saved(small_data, tmp_path):
     assert SegNetSegmenter.load(tmp_path / "model.pt").augment is False
     flip = lambda Xb, yb: (Xb.flip(-1), yb.flip(-1))  # noqa: E731
     assert SegNetSegmenter.load(tmp_path / "model.pt", augment=flip).augment is flip
+
+
+class _FixedScores(torch.nn.Module):
+    """Class scores 0 except ``value`` for the second class; one pixel can be NaN."""
+
+    def __init__(self, n_classes, value, nan_pixel=False):
+        super().__init__()
+        self.n_classes, self.value, self.nan_pixel = n_classes, value, nan_pixel
+
+    def forward(self, x):
+        scores = torch.zeros(len(x), self.n_classes, *x.shape[-2:])
+        scores[:, 1] = self.value
+        if self.nan_pixel:
+            scores[-1, 0, -1, -1] = float("nan")
+        return scores
+
+
+def test_predict_names_non_finite_scores_and_keeps_huge_finite_ones(small_data):
+    X, y = small_data
+    model = SegNetSegmenter(max_epochs=1, **TINY).fit(X[:16], y[:16])
+    n = len(model.classes_)
+    model.module_ = _FixedScores(n, 3e38)  # finite, but their sum overflows
+    assert (model.predict(X[:20]) == model.classes_[1]).all()
+    model.module_ = _FixedScores(n, 1.0, nan_pixel=True)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.predict(X[:20])
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        model.predict_proba(X[:20])

@@ -621,7 +621,12 @@ class SegNetSegmenter(NeuralNet):
             proba.movedim(1, -1).contiguous().argmax(-1).numpy()
             for proba in self._proba_batches(X, scores=True)
         ]
-        return self._restore_layout(self.classes_[np.concatenate(batches)], X)
+        indices = np.concatenate(batches)
+        if np.array_equal(self.classes_, np.arange(len(self.classes_))):
+            labels = indices.astype(self.classes_.dtype, copy=False)  # classes 0..k-1
+        else:
+            labels = self.classes_[indices]
+        return self._restore_layout(labels, X)
 
     def predict_proba(self, X):
         """Class probabilities of every pixel.
@@ -660,7 +665,9 @@ class SegNetSegmenter(NeuralNet):
                 proba = averaged_scores(
                     self.infer, Xb.to(self.device), offsets, period, raw_scores=scores
                 )
-                if not torch.isfinite(proba).all():
+                # the sum is one fast pass, and finite when every value is (or an
+                # overflow, which the exact check then tells apart)
+                if not torch.isfinite(proba.sum()) and not torch.isfinite(proba).all():
                     raise ValueError(
                         "the network's class scores are NaN or infinity for some images of "
                         f"X (values up to {float(Xb.abs().max()):g}); pass images scaled like "
