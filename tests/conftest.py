@@ -1,8 +1,14 @@
 import pytest
 import torch
+from hypothesis import settings
 from skimage import color, data, transform
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+# no per-example deadline: the suite runs in parallel workers on 2 cores, where the
+# time of one example says more about the load than about the code
+settings.register_profile("skseg", deadline=None)
+settings.load_profile("skseg")
 
 
 @pytest.fixture(scope="session")
