@@ -161,8 +161,8 @@ class Muon(torch.optim.Optimizer):
         gradients). ``torch.bfloat16``, as in the reference implementation, is meant for
         GPUs. On CPUs float32 iterations take less time, even with native bfloat16
         matrix products (AMX), and CPUs that emulate bfloat16 run them some 30 times
-        slower than in float32.
-        :class:`~skseg.SegNetSegmenter` chooses it from ``mixed_precision``.
+        slower than in float32. :class:`~skseg.SegNetSegmenter` chooses bfloat16 on
+        CUDA devices where ``mixed_precision`` runs the network in bfloat16.
 
     betas : tuple of float, default=(0.9, 0.999)
         Adam's moment decay rates.
