@@ -273,14 +273,8 @@ def test_explicit_param_groups_reach_the_optimizer():
         ("cpu", False, {}, None),
         ("cpu", True, {}, None),  # float32 iterations take less time on CPUs
         ("cpu", True, {"optimizer__ns_dtype": torch.bfloat16}, torch.bfloat16),
-        pytest.param(
-            "cuda", True, {}, torch.bfloat16,
-            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-        ),
-        pytest.param(
-            "cuda", False, {}, None,
-            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-        ),
+        pytest.param("cuda", True, {}, torch.bfloat16, marks=pytest.mark.cuda),
+        pytest.param("cuda", False, {}, None, marks=pytest.mark.cuda),
     ],
 )
 def test_segnet_segmenter_iterates_in_bfloat16_on_cuda_only(
