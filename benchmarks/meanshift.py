@@ -15,15 +15,21 @@ and 2 (15,000, 60,000, 240,000 and 960,000 pixels). Methods:
 - OpenCV ``pyrMeanShiftFiltering(sp=10, sr=10)`` on the RGB photo, when ``cv2`` is
   installed (``pip install opencv-python-headless``; a benchmark-only extra).
 
+A second table runs the same methods on other photos bundled with scikit-image
+(``astronaut``, ``chelsea``, ``rocket``, ``immunohistochemistry``, and ``astronaut``
+upscaled by 2 to a megapixel), with float64 references up to 300,000 pixels.
+
 Every method runs in a fresh process, so its peak memory (growth of the resident set
 while it runs) is its own. The script writes ``docs/generated_benchmarks/meanshift.rst``
-(the table the docs include, headed by the CPU and torch version) and
-``docs/_static/meanshift_scaling.png`` (time against pixels, log-log).
+and ``docs/generated_benchmarks/meanshift_photos.rst`` (the tables the docs include,
+headed by the CPU and torch version) and ``docs/_static/meanshift_scaling.png`` (time
+against pixels, log-log).
 
 Usage::
 
-    python benchmarks/meanshift.py            # all sizes (about 10 minutes on 2 cores)
-    python benchmarks/meanshift.py --quick    # 15,000 and 60,000 pixels
+    python benchmarks/meanshift.py            # both tables (about 25 minutes on 2 cores)
+    python benchmarks/meanshift.py --quick    # coffee at 15,000 and 60,000 pixels only
+    python benchmarks/meanshift.py --photos   # the second table only
 """
 
 import argparse
@@ -40,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TABLE = ROOT / "docs" / "generated_benchmarks" / "meanshift.rst"
+PHOTOS_TABLE = TABLE.with_name("meanshift_photos.rst")
 PLOT = ROOT / "docs" / "_static" / "meanshift_scaling.png"
 BANDWIDTH, STEPS = 2.5, 20
 SCALES = {15_000: 0.25, 60_000: 0.5, 240_000: 1.0, 960_000: 2.0}
@@ -49,6 +56,9 @@ FLOAT64_UP_TO = 240_000
 FIVE_D_UP_TO, FIVE_D_FLOAT64_UP_TO = 240_000, 60_000
 SPATIAL_SCALE = 0.1
 WITHIN = 5e-2
+#: scikit-image photos (bundled, no download) and the factor each is rescaled by
+PHOTOS = {"astronaut": 1, "chelsea": 1, "rocket": 1, "immunohistochemistry": 1, "astronaut@2": 2}
+PHOTOS_FLOAT64_UP_TO = 300_000
 
 
 def coffee_rgb(scale):
@@ -62,10 +72,22 @@ def coffee_rgb(scale):
     return image
 
 
-def run_method(method, pixels):
+def photo_rgb(target):
+    """``coffee`` for a pixel count of :data:`SCALES`, else a photo of :data:`PHOTOS`."""
+    if target.isdigit():
+        return coffee_rgb(SCALES[int(target)])
+    from skimage import data, transform, util
+
+    image = getattr(data, target.split("@")[0])()[..., :3]
+    if PHOTOS[target] != 1:
+        image = util.img_as_ubyte(transform.rescale(image, PHOTOS[target], channel_axis=-1))
+    return image
+
+
+def run_method(method, target):
     from skimage import color
 
-    image = coffee_rgb(SCALES[pixels])
+    image = photo_rgb(target)
     import torch  # noqa: F401  (imports stay outside the timed region)
 
     from skseg import MeanShiftSegmenter
@@ -100,13 +122,14 @@ def run_method(method, pixels):
     seconds = time.perf_counter() - start
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
     if out is not None:
-        np.save(RESULTS / f"{method}-{pixels}.npy", np.asarray(out, np.float64))
-        np.save(RESULTS / f"{method}-{pixels}-labels.npy", ms.labels_)
-    return {"seconds": seconds, "peak_mb": peak_mb, "segments": n_segments}
+        np.save(RESULTS / f"{method}-{target}.npy", np.asarray(out, np.float64))
+        np.save(RESULTS / f"{method}-{target}-labels.npy", ms.labels_)
+    colours = len(np.unique(X, axis=0))
+    return {"seconds": seconds, "peak_mb": peak_mb, "segments": n_segments, "colours": colours}
 
 
-def measure(method, pixels):
-    cmd = [sys.executable, __file__, "--worker", method, str(pixels)]
+def measure(method, target):
+    cmd = [sys.executable, __file__, "--worker", method, str(target)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         print(result.stderr[-2000:], file=sys.stderr)
@@ -114,13 +137,24 @@ def measure(method, pixels):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def agreement(method, pixels):
+def agreement(method, target):
     """Largest deviation from skseg float64, and the share of points within ``WITHIN``."""
-    reference = RESULTS / f"{method.replace('float32', 'float64')}-{pixels}.npy"
+    reference = RESULTS / f"{method.replace('float32', 'float64')}-{target}.npy"
     if not reference.exists():
         return None, None
-    diff = np.abs(np.load(RESULTS / f"{method}-{pixels}.npy") - np.load(reference)).max(axis=1)
+    diff = np.abs(np.load(RESULTS / f"{method}-{target}.npy") - np.load(reference)).max(axis=1)
     return float(diff.max()), float((diff <= WITHIN).mean())
+
+
+def rand_index_to_exact(method, target):
+    """Adjusted Rand index of a grid run's segments against the exact run's."""
+    from sklearn.metrics import adjusted_rand_score
+
+    exact, grid = (
+        np.load(RESULTS / f"{name}-{target}-labels.npy")
+        for name in (method.replace("grid", "blurring"), method)
+    )
+    return adjusted_rand_score(exact, grid)
 
 
 def cpu_name():
@@ -139,21 +173,70 @@ def cpu_name():
     return f"{info.get('model name', 'unknown CPU')} ({features})"
 
 
-def write_table(rows, sizes, header_line):
-    lines = [
-        header_line,
-        "",
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-        "   * - method",
-        *(f"     - {n:,} px" for n in sizes),
-    ]
-    for name, cells in rows:
-        lines.append(f"   * - {name}")
-        lines.extend(f"     - {cell}" for cell in cells)
-    TABLE.parent.mkdir(exist_ok=True)
-    TABLE.write_text("\n".join(lines) + "\n")
+def write_table(path, rows, columns, header_line):
+    lines = [header_line, "", ".. list-table::", "   :header-rows: 1", ""]
+    for cells in [columns, *rows]:
+        lines.append(f"   * - {cells[0]}")
+        lines.extend(f"     - {cell}" for cell in cells[1:])
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def machine_line():
+    import torch
+
+    return (
+        f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}; Gaussian mean-shift with bandwidth {BANDWIDTH} "
+        f"and {STEPS} steps"
+    )
+
+
+def photos_table(others):
+    """Time every method on :data:`PHOTOS`; exact mode against float64 where affordable."""
+    methods = {"exact": "skseg-blurring-float32", "grid": "skseg-grid-float32", **others}
+    rows = []
+    for target in PHOTOS:
+        image = photo_rgb(target)
+        pixels = image.shape[0] * image.shape[1]
+        if pixels <= PHOTOS_FLOAT64_UP_TO and not (
+            RESULTS / f"skseg-blurring-float64-{target}.npy"
+        ).exists():
+            measure("skseg-blurring-float64", target)
+        stats = {name: measure(method, target) for name, method in methods.items()}
+        for name, s in stats.items():
+            seconds = s["seconds"] if s else float("nan")
+            print(f"  {name:<45} {target:>22} {seconds:8.2f} s", file=sys.stderr, flush=True)
+        exact = stats["exact"]
+        if exact is None:
+            rows.append([target, "failed"] + ["-"] * (1 + 2 * len(others)))
+            continue
+        worst, share = agreement(methods["exact"], target)
+        row = [
+            f"{target.replace('@', ' x')} ({pixels:,} px, {exact['colours']:,} colours)",
+            f"{exact['seconds']:.2f} s, {exact['segments']} segments"
+            + (f", {100 * share:.3f} % within {WITHIN:g}" if worst is not None else ""),
+            f"{stats['grid']['seconds']:.2f} s, adjusted Rand index "
+            f"{rand_index_to_exact(methods['grid'], target):.3f}"
+            if stats["grid"]
+            else "failed",
+        ]
+        row += [f"{stats[name]['seconds']:.2f} s" if stats[name] else "failed" for name in others]
+        row += [
+            f"{stats[name]['seconds'] / exact['seconds']:.2f}" if stats[name] else "-"
+            for name in others
+        ]
+        rows.append(row)
+    columns = ["photo", "skseg exact, float32", "skseg grid (approximate)", *others]
+    columns += [f"{name} / skseg exact" for name in others]
+    header = (
+        f"{machine_line()} on the CIELAB pixels of scikit-image photos. Agreement is with "
+        "skseg's float64 mode (computed up to "
+        f"{PHOTOS_FLOAT64_UP_TO:,} pixels), per pixel; the grid mode's segments are "
+        "compared with the exact mode's."
+    )
+    write_table(PHOTOS_TABLE, rows, columns, header)
+    print(PHOTOS_TABLE.read_text())
 
 
 def plot(times, sizes):
@@ -178,6 +261,7 @@ def plot(times, sizes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="15,000 and 60,000 pixels only")
+    parser.add_argument("--photos", action="store_true", help="the photos table only")
     parser.add_argument(
         "--fresh", action="store_true", help="recompute the cached float64 references"
     )
@@ -185,10 +269,8 @@ def main():
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     if args.worker:
-        print(json.dumps(run_method(args.worker[0], int(args.worker[1]))))
+        print(json.dumps(run_method(*args.worker)))
         return
-
-    import torch
 
     try:
         import cv2  # noqa: F401
@@ -196,10 +278,18 @@ def main():
         opencv = True
     except ImportError:
         opencv = False
-    sizes = list(SCALES)[:2] if args.quick else list(SCALES)
     others = {"scikit-learn MeanShift (flat, bin seeding)": "sklearn"}
     if opencv:
         others["OpenCV pyrMeanShiftFiltering(10, 10)"] = "opencv"
+    if not args.photos:
+        coffee_table(others, quick=args.quick, fresh=args.fresh)
+    if not args.quick:
+        photos_table({name.split(" ")[0]: method for name, method in others.items()})
+
+
+def coffee_table(others, *, quick, fresh):
+    """Time every method on ``coffee`` at the sizes of :data:`SCALES`; write the plot."""
+    sizes = list(SCALES)[:2] if quick else list(SCALES)
     methods = {
         "skseg exact, float32": "skseg-blurring-float32",
         "skseg grid (approximate)": "skseg-grid-float32",
@@ -213,13 +303,13 @@ def main():
                       ("skseg-blurring5-float64", FIVE_D_FLOAT64_UP_TO)]
         for reference, up_to in references:  # kept between runs
             cached = (RESULTS / f"{reference}-{n}.npy").exists()
-            if n <= up_to and (args.fresh or not cached):
-                measure(reference, n)
+            if n <= up_to and (fresh or not cached):
+                measure(reference, str(n))
         for name, method in methods.items():
             if "5-" in method and n > FIVE_D_UP_TO:
                 stats[name][n] = "skipped"
                 continue
-            stats[name][n] = measure(method, n)
+            stats[name][n] = measure(method, str(n))
             seconds = stats[name][n]["seconds"] if stats[name][n] else float("nan")
             print(f"  {name:<45} {n:>9,} px {seconds:8.2f} s", file=sys.stderr, flush=True)
 
@@ -237,13 +327,7 @@ def main():
             if worst is not None:
                 text += f", max diff {worst:.1e}, {100 * share:.3f} % within {WITHIN:g}"
         elif name.startswith("skseg grid"):
-            from sklearn.metrics import adjusted_rand_score
-
-            exact, grid = (
-                np.load(RESULTS / f"{method}-{n}-labels.npy")
-                for method in (methods[name].replace("grid", "blurring"), methods[name])
-            )
-            text += f", adjusted Rand index vs exact {adjusted_rand_score(exact, grid):.3f}"
+            text += f", adjusted Rand index vs exact {rand_index_to_exact(methods[name], n):.3f}"
         return text
 
     rows = [(name, [cell(name, n) for n in sizes]) for name in methods]
@@ -261,15 +345,14 @@ def main():
             )
         )
     header = (
-        f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"Python {platform.python_version()}; Gaussian mean-shift with bandwidth {BANDWIDTH} "
-        f"and {STEPS} steps on the CIELAB pixels of ``coffee`` (rescaled), and on its 5-D "
+        f"{machine_line()} on the CIELAB pixels of ``coffee`` (rescaled), and on its 5-D "
         f"joint spatial-range features (``rgb_to_features(image, spatial_scale="
         f"{SPATIAL_SCALE})``). Agreement is with skseg's float64 mode, per pixel (largest "
         "coordinate difference); the grid mode's segments are compared with the exact "
         "mode's."
     )
-    write_table(rows, sizes, header)
+    columns = ["method", *(f"{n:,} px" for n in sizes)]
+    write_table(TABLE, rows, columns, header)
     plot(
         {
             name: {n: s["seconds"] for n, s in stats[name].items() if s and s != "skipped"}
