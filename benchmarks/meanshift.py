@@ -35,6 +35,7 @@ Usage::
 import argparse
 import json
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -93,7 +94,11 @@ def run_method(method, target):
     from skseg import MeanShiftSegmenter
     from skseg.image import rgb_to_features
 
-    if method.startswith("skseg") and method.split("-")[1].endswith("5"):
+    if method.startswith("skseg"):
+        # e.g. "skseg-grid5-float32" (5-D features), "skseg-grid@0.25-float32" (grid_cell)
+        _, algorithm, dtype = method.split("-")
+        algorithm, _, cell = algorithm.partition("@")
+    if method.startswith("skseg") and algorithm.endswith("5"):
         X = rgb_to_features(image, spatial_scale=SPATIAL_SCALE).reshape(-1, 5)
     else:
         X = color.rgb2lab(image).reshape(-1, 3)
@@ -113,9 +118,12 @@ def run_method(method, target):
         cv2.setNumThreads(2)
         cv2.pyrMeanShiftFiltering(np.ascontiguousarray(image[..., ::-1]), 10, 10)
     else:
-        _, algorithm, dtype = method.split("-")
         ms = MeanShiftSegmenter(
-            BANDWIDTH, max_iter=STEPS, algorithm=algorithm.rstrip("5"), dtype=dtype
+            BANDWIDTH,
+            max_iter=STEPS,
+            algorithm=algorithm.rstrip("5"),
+            dtype=dtype,
+            **({"grid_cell": float(cell)} if cell else {}),
         )
         ms.fit(X)
         out, n_segments = ms.shifted_points_, len(ms.cluster_centers_)
@@ -152,7 +160,7 @@ def rand_index_to_exact(method, target):
 
     exact, grid = (
         np.load(RESULTS / f"{name}-{target}-labels.npy")
-        for name in (method.replace("grid", "blurring"), method)
+        for name in (re.sub("@[^-]*", "", method.replace("grid", "blurring")), method)
     )
     return adjusted_rand_score(exact, grid)
 
@@ -194,7 +202,12 @@ def machine_line():
 
 def photos_table(others):
     """Time every method on :data:`PHOTOS`; exact mode against float64 where affordable."""
-    methods = {"exact": "skseg-blurring-float32", "grid": "skseg-grid-float32", **others}
+    methods = {
+        "exact": "skseg-blurring-float32",
+        "grid": "skseg-grid-float32",
+        "fine grid": "skseg-grid@0.25-float32",
+        **others,
+    }
     rows = []
     for target in PHOTOS:
         image = photo_rgb(target)
@@ -209,17 +222,20 @@ def photos_table(others):
             print(f"  {name:<45} {target:>22} {seconds:8.2f} s", file=sys.stderr, flush=True)
         exact = stats["exact"]
         if exact is None:
-            rows.append([target, "failed"] + ["-"] * (1 + 2 * len(others)))
+            rows.append([target, "failed"] + ["-"] * (2 + 2 * len(others)))
             continue
         worst, share = agreement(methods["exact"], target)
         row = [
             f"{target.replace('@', ' x')} ({pixels:,} px, {exact['colours']:,} colours)",
             f"{exact['seconds']:.2f} s, {exact['segments']} segments"
             + (f", {100 * share:.3f} % within {WITHIN:g}" if worst is not None else ""),
-            f"{stats['grid']['seconds']:.2f} s, adjusted Rand index "
-            f"{rand_index_to_exact(methods['grid'], target):.3f}"
-            if stats["grid"]
-            else "failed",
+            *(
+                f"{stats[grid]['seconds']:.2f} s, adjusted Rand index "
+                f"{rand_index_to_exact(methods[grid], target):.3f}"
+                if stats[grid]
+                else "failed"
+                for grid in ("grid", "fine grid")
+            ),
         ]
         row += [f"{stats[name]['seconds']:.2f} s" if stats[name] else "failed" for name in others]
         row += [
@@ -227,7 +243,8 @@ def photos_table(others):
             for name in others
         ]
         rows.append(row)
-    columns = ["photo", "skseg exact, float32", "skseg grid (approximate)", *others]
+    columns = ["photo", "skseg exact, float32", "skseg grid (approximate)"]
+    columns += ["skseg grid, grid_cell=0.25", *others]
     columns += [f"{name} / skseg exact" for name in others]
     header = (
         f"{machine_line()} on the CIELAB pixels of scikit-image photos. Agreement is with "

@@ -282,9 +282,28 @@ def test_grid_mode_agrees_with_exact_on_blobs(n_features):
 
 
 def test_grid_mode_bins_before_shifting():
-    # two points in one cell of side bandwidth start as one point: with max_iter=0 both
-    # sit at their mean, which the exact mode never does
+    # two points in one cell of side bandwidth / 2 start as one point: with max_iter=0
+    # both sit at their mean, which the exact mode never does
     X = np.array([[0.1, 0.1], [0.4, 0.4], [30.0, 30.0]])
     grid = MeanShiftSegmenter(algorithm="grid", max_iter=0, dtype="float64").fit(X)
     np.testing.assert_allclose(grid.shifted_points_[0], grid.shifted_points_[1])
     np.testing.assert_allclose(grid.shifted_points_[2], X[2], atol=1e-9)
+    # cells of a tenth of the bandwidth (0.25) keep them apart
+    fine = MeanShiftSegmenter(algorithm="grid", grid_cell=0.1, max_iter=0, dtype="float64")
+    np.testing.assert_allclose(fine.fit(X).shifted_points_, X, atol=1e-9)
+
+
+def test_grid_mode_with_tiny_cells_is_the_exact_mode():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1.5, (150, 3)), rng.normal(6, 1.5, (150, 3))])
+    exact = MeanShiftSegmenter(bandwidth=1.0, dtype="float64").fit(X)
+    grid = MeanShiftSegmenter(bandwidth=1.0, algorithm="grid", grid_cell=1e-9, dtype="float64")
+    np.testing.assert_allclose(grid.fit(X).shifted_points_, exact.shifted_points_, atol=1e-9)
+    np.testing.assert_array_equal(grid.labels_, exact.labels_)
+
+
+def test_grid_cell_must_be_positive():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="grid_cell"):
+        MeanShiftSegmenter(algorithm="grid", grid_cell=0).fit(np.zeros((3, 2)))

@@ -47,11 +47,6 @@ LEAF_SIZE = 256
 LIST_BLOCK = 64
 
 
-#: side of the grid cells ``algorithm="grid"`` bins the points into, in bandwidths (as in
-#: MeanShift++, Jang and Jiang, CVPR 2021)
-GRID_CELL = 0.5
-
-
 def prune_tolerance(dtype):
     """Largest move, in scaled units, that pruning may cause a point in one step.
 
@@ -344,7 +339,17 @@ def merge_tolerance(dtype):
 
 
 def run_mean_shift(
-    X, *, bandwidth, max_iter, tol, algorithm, batch_size, device, dtype, progress=None
+    X,
+    *,
+    bandwidth,
+    max_iter,
+    tol,
+    algorithm,
+    batch_size,
+    device,
+    dtype,
+    grid_cell,
+    progress=None,
 ):
     """Run blurring, grid-binned blurring or standard Gaussian mean-shift on ``X``.
 
@@ -352,7 +357,7 @@ def run_mean_shift(
     ----------
     X : ndarray of shape (n_samples, n_features)
         Finite float64 data.
-    bandwidth, max_iter, tol, algorithm, batch_size :
+    bandwidth, max_iter, tol, algorithm, batch_size, grid_cell :
         As in :class:`~skseg.MeanShiftSegmenter`.
     device : torch.device
     dtype : torch.dtype
@@ -389,8 +394,9 @@ def run_mean_shift(
     weights = torch.as_tensor(counts, dtype=dtype, device=device)
     standard = algorithm == "standard"
     if algorithm == "grid":
-        # approximate: the points of one grid cell start as one weighted point
-        cell = GRID_CELL / math.sqrt(2.0)
+        # approximate: the points of one grid cell (in bandwidths, as in MeanShift++,
+        # Jang and Jiang, CVPR 2021) start as one weighted point
+        cell = grid_cell / math.sqrt(2.0)
         points, weights, inverse = merge_coincident(points, weights, inverse, cell)
     tolerance = prune_tolerance(dtype)
     merge_tol = merge_tolerance(dtype)
