@@ -347,19 +347,19 @@ def coffee_table(others, *, quick, fresh):
             text += f", adjusted Rand index vs exact {rand_index_to_exact(methods[name], n):.3f}"
         return text
 
-    rows = [(name, [cell(name, n) for n in sizes]) for name in methods]
+    rows = [[name, *(cell(name, n) for n in sizes)] for name in methods]
     exact = "skseg exact, float32"
     for other in others:
         rows.append(
-            (
+            [
                 f"{other.split(' ')[0]} time / skseg exact time",
-                [
+                *(
                     f"{stats[other][n]['seconds'] / stats[exact][n]['seconds']:.2f}"
                     if stats[other][n] and stats[exact][n]
                     else "-"
                     for n in sizes
-                ],
-            )
+                ),
+            ]
         )
     header = (
         f"{machine_line()} on the CIELAB pixels of ``coffee`` (rescaled), and on its 5-D "

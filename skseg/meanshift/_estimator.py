@@ -69,7 +69,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         one weighted point at their mean (binning, as in MeanShift++), and the exact
         blurring steps then run on those points. Shifted points agree with
         ``"blurring"`` only to about the cell side; segments closely on some photos
-        and less on others (adjusted Rand index 0.89 to 0.995 against ``"blurring"`` on
+        and less on others (adjusted Rand index 0.89 to 0.997 against ``"blurring"`` on
         the benchmark photos with the default cells, 0.96 or more with
         ``grid_cell=0.25``; see the benchmarks page).
 
