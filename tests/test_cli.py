@@ -31,6 +31,23 @@ def test_segment_file_quietly(tmp_path, capsys):
     assert io.imread(out).shape == (32, 96, 3)
 
 
+def test_segment_grid_cell_reaches_the_estimator(monkeypatch, tmp_path):
+    from skseg.meanshift import MeanShiftSegmenter
+
+    seen = []
+    fit = MeanShiftSegmenter.fit
+
+    def spy(self, X, y=None):
+        seen.append((self.algorithm, self.grid_cell))
+        return fit(self, X, y)
+
+    monkeypatch.setattr(MeanShiftSegmenter, "fit", spy)
+    argv = ["segment", "--scale", "0.05", "--quiet", "--algorithm", "grid"]
+    assert main([*argv, "--grid-cell", "0.25", "-o", str(tmp_path / "a.png")]) == 0
+    assert main([*argv, "-o", str(tmp_path / "b.png")]) == 0
+    assert seen == [("grid", 0.25), ("grid", MeanShiftSegmenter().grid_cell)]
+
+
 def test_segment_reports_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")
@@ -48,6 +65,7 @@ def test_segment_reports_bad_files(tmp_path, capsys):
         (["segment", "--bandwidth", "-1"], "--bandwidth: must be a finite number > 0, got -1"),
         (["segment", "--scale", "x"], "--scale: must be a finite number > 0, got x"),
         (["segment", "--max-iter", "-3"], "--max-iter: must be an integer >= 0, got -3"),
+        (["segment", "--grid-cell", "0"], "--grid-cell: must be a finite number > 0, got 0"),
         (["train-segnet", "--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
         (["train-segnet", "--n-test", "0"], "--n-test: must be an integer >= 1, got 0"),
         (["train-segnet", "--n-train", "-5"], "--n-train: must be an integer >= 1, got -5"),
