@@ -68,10 +68,10 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         the points of each cell of a grid with side ``grid_cell * bandwidth`` start as
         one weighted point at their mean (binning, as in MeanShift++), and the exact
         blurring steps then run on those points. Shifted points agree with
-        ``"blurring"`` only to about the cell side; segments closely on some photos
-        and less on others (adjusted Rand index 0.89 to 0.997 against ``"blurring"`` on
-        the benchmark photos with the default cells, 0.96 or more with
-        ``grid_cell=0.25``; see the benchmarks page).
+        ``"blurring"`` only to about the cell side, and segments more on some photos
+        than on others: adjusted Rand index 0.89 to 0.997 against ``"blurring"`` on the
+        benchmark photos with the default cells, 0.96 or more with ``grid_cell=0.25``
+        (see the benchmarks page).
 
     grid_cell : float, default=0.5
         Side of the cells of ``algorithm="grid"``, in bandwidths. Smaller cells follow
