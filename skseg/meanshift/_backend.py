@@ -366,8 +366,11 @@ def run_mean_shift(
 
     Returns
     -------
-    shifted : ndarray of shape (n_samples, n_features)
-        Positions after the last step, in the dtype of the computation.
+    positions : ndarray of shape (n_points, n_features)
+        Positions after the last step of the points the samples became (duplicates and
+        points that collapsed together are one), in the dtype of the computation.
+    inverse : ndarray of shape (n_samples,)
+        Sample ``i`` ended at ``positions[inverse[i]]``.
     n_iter : int
         Steps run.
     """
@@ -421,6 +424,7 @@ def run_mean_shift(
             break
     if not torch.isfinite(points).all():  # pragma: no cover - guarded by the checks above
         raise FloatingPointError("mean-shift produced non-finite points")
-    shifted = points[inverse].cpu().numpy()
+    positions = points.cpu().numpy()
     # back to data units in float64: bandwidth * sqrt(2) may not fit the working dtype
-    return (shifted.astype(np.float64) * scale + origin).astype(shifted.dtype), n_iter
+    positions = (positions.astype(np.float64) * scale + origin).astype(positions.dtype)
+    return positions, inverse.cpu().numpy(), n_iter

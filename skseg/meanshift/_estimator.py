@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .._device import resolve_device
-from ._backend import run_mean_shift, unique_rows
+from ._backend import run_mean_shift
 
 __all__ = ["MeanShiftSegmenter", "silhouette_scorer"]
 
@@ -246,7 +246,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 bar.set_postfix(points=n_points, refresh=False)
                 bar.update(1)
 
-            shifted, self.n_iter_ = run_mean_shift(
+            positions, inverse, self.n_iter_ = run_mean_shift(
                 X.astype(np.float64, copy=False),
                 bandwidth=float(self.bandwidth),
                 max_iter=self.max_iter,
@@ -258,8 +258,9 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 dtype=_TORCH_DTYPES[self.dtype],
                 progress=progress,
             )
-        self.shifted_points_ = shifted
-        modes = _segment_modes(shifted, self.cluster_radius * self.bandwidth)
+        self.shifted_points_ = positions[inverse]
+        counts = np.bincount(inverse, minlength=len(positions))
+        modes = _segment_modes(positions, counts, self.cluster_radius * self.bandwidth)
         used, self.labels_ = np.unique(_nearest(X, modes), return_inverse=True)
         self.cluster_centers_ = modes[used]
         return self
@@ -344,14 +345,14 @@ def _middle(points):
     return points.min(axis=0) / 2 + points.max(axis=0) / 2
 
 
-def _segment_modes(shifted, radius):
-    """Group shifted points closer than ``radius``; return each group's mean position."""
-    unique, inverse, counts = unique_rows(shifted)
-    origin = _middle(unique)  # centred, as in _nearest
-    centred = unique - origin
+def _segment_modes(positions, counts, radius):
+    """Group shifted points closer than ``radius``; return each group's mean position,
+    weighted by the ``counts`` of samples at each of the ``positions``."""
+    origin = _middle(positions)  # centred, as in _nearest
+    centred = positions - origin
     graph = radius_neighbors_graph(centred, radius, mode="connectivity", include_self=False)
     n_groups, group = connected_components(graph, directed=False)
-    totals = np.zeros((n_groups, shifted.shape[1]))
+    totals = np.zeros((n_groups, positions.shape[1]))
     np.add.at(totals, group, centred * counts[:, None])
     sizes = np.bincount(group, weights=counts, minlength=n_groups)
     modes = origin + totals / sizes[:, None]
