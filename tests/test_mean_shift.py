@@ -173,6 +173,15 @@ def test_segments_follow_the_cluster_radius_rule():
     assert len(joined.cluster_centers_) == 2
 
 
+def test_segment_centres_are_means_over_the_samples():
+    # three samples at 0 and one at 0.4 form one segment: its centre is the mean over the
+    # four samples (0.1), not over the two distinct positions (0.2)
+    X = np.array([[0.0], [0.0], [0.4], [0.0], [30.0]])
+    ms = MeanShiftSegmenter(bandwidth=1.0, max_iter=0, dtype="float64").fit(X)
+    np.testing.assert_allclose(ms.cluster_centers_, [[0.1], [30.0]], atol=1e-12)
+    np.testing.assert_array_equal(ms.labels_, [0, 0, 0, 0, 1])
+
+
 def test_predict_transform_and_fit_transform_agree(coffee_lab_small):
     X = coffee_lab_small
     ms = MeanShiftSegmenter(device="cpu").fit(X)
