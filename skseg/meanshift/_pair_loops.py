@@ -12,9 +12,9 @@ ln(2) / 2`` (relative error below ``3e-7``) and ``2**n`` added to its exponent b
 They are written here as LLVM IR and compiled by llvmlite (numba's own compiler
 library) because numba compiles every function for the vector width LLVM prefers on the
 host, 256 bits on CPUs with AVX-512, and cannot ask for more per function; these
-functions carry
-``"prefer-vector-width"="512"``, which runs the loop itself 1.4 times as fast on one
-AVX-512 core (a whole mean-shift step about 1.1 times) and changes nothing elsewhere.
+functions carry ``"prefer-vector-width"="512"``, which runs the loop itself 1.4 times as
+fast on one AVX-512 core (a whole mean-shift step about 1.1 times) and changes nothing
+elsewhere.
 The compiled functions are registered with llvmlite's symbol table under
 :data:`SYMBOLS`, where numba's linker finds the external functions the kernels declare.
 

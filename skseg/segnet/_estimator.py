@@ -416,7 +416,8 @@ class SegNetSegmenter(NeuralNet):
         if self.optimizer is Muon:
             if "param_groups" not in self.get_params_for("optimizer"):
                 args = (muon_param_groups(self.module_),)
-            if self._bf16() and resolve_device(self.device or "cpu").type == "cuda":
+            device = resolve_device(self.device or "cpu")
+            if device.type == "cuda" and self._bf16(device):
                 kwargs.setdefault("ns_dtype", torch.bfloat16)
         self.optimizer_ = self.optimizer(*args, **kwargs)
         return self
@@ -450,8 +451,9 @@ class SegNetSegmenter(NeuralNet):
             batch = self.augment(Xi, yi)
         elif self.augment and min(Xi.shape[-2:]) >= MIN_AUGMENTED_SIZE:
             batch = random_affine(Xi, yi, ignore_index=self.ignore_index)
-            for _ in range(OVERLAYS if self.augment != "affine" else 0):
-                batch = max_overlay(*batch, ignore_index=self.ignore_index)
+            if self.augment != "affine":
+                for _ in range(OVERLAYS):
+                    batch = max_overlay(*batch, ignore_index=self.ignore_index)
         return super().train_step_single(batch, **fit_params)
 
     def infer(self, x, **fit_params):
