@@ -95,7 +95,7 @@ def run_method(method, target):
     from skseg.image import rgb_to_features
 
     if method.startswith("skseg"):
-        # e.g. "skseg-grid5-float32" (5-D features), "skseg-grid@0.25-float32" (grid_cell)
+        # e.g. "skseg-grid5-float32" (5-D features), "skseg-grid@0.5-float32" (grid_cell)
         _, algorithm, dtype = method.split("-")
         algorithm, _, cell = algorithm.partition("@")
     if method.startswith("skseg") and algorithm.endswith("5"):
@@ -205,7 +205,7 @@ def photos_table(others, *, fresh):
     methods = {
         "exact": "skseg-blurring-float32",
         "grid": "skseg-grid-float32",
-        "fine grid": "skseg-grid@0.25-float32",
+        "coarse grid": "skseg-grid@0.5-float32",
         **others,
     }
     rows = []
@@ -233,7 +233,7 @@ def photos_table(others, *, fresh):
                 f"{rand_index_to_exact(methods[grid], target):.3f}"
                 if stats[grid]
                 else "failed"
-                for grid in ("grid", "fine grid")
+                for grid in ("grid", "coarse grid")
             ),
         ]
         row += [f"{stats[name]['seconds']:.2f} s" if stats[name] else "failed" for name in others]
@@ -243,7 +243,7 @@ def photos_table(others, *, fresh):
         ]
         rows.append(row)
     columns = ["photo", "skseg exact, float32", "skseg grid (approximate)"]
-    columns += ["skseg grid, grid_cell=0.25", *others]
+    columns += ["skseg grid, grid_cell=0.5", *others]
     columns += [f"{name} / skseg exact" for name in others]
     header = (
         f"{machine_line()} on the CIELAB pixels of scikit-image photos. Agreement is with "

@@ -291,15 +291,30 @@ def test_grid_mode_agrees_with_exact_on_blobs(n_features):
 
 
 def test_grid_mode_bins_before_shifting():
-    # two points in one cell of side bandwidth / 2 start as one point: with max_iter=0
-    # both sit at their mean, which the exact mode never does
-    X = np.array([[0.1, 0.1], [0.4, 0.4], [30.0, 30.0]])
+    # two points in one cell of side bandwidth / 5 (0.5) start as one point: with
+    # max_iter=0 both sit at their mean, which the exact mode never does
+    X = np.array([[0.1, 0.1], [0.2, 0.2], [30.0, 30.0]])
     grid = MeanShiftSegmenter(algorithm="grid", max_iter=0, dtype="float64").fit(X)
     np.testing.assert_allclose(grid.shifted_points_[0], grid.shifted_points_[1])
+    np.testing.assert_allclose(grid.shifted_points_[0], [0.15, 0.15], atol=1e-9)
     np.testing.assert_allclose(grid.shifted_points_[2], X[2], atol=1e-9)
-    # cells of a tenth of the bandwidth (0.25) keep them apart
-    fine = MeanShiftSegmenter(algorithm="grid", grid_cell=0.1, max_iter=0, dtype="float64")
+    # cells of a fiftieth of the bandwidth (0.05) keep them apart
+    fine = MeanShiftSegmenter(algorithm="grid", grid_cell=0.02, max_iter=0, dtype="float64")
     np.testing.assert_allclose(fine.fit(X).shifted_points_, X, atol=1e-9)
+
+
+def test_grid_mode_merges_after_every_step():
+    # a blob contracts under blurring steps: after each one, grid mode merges the points
+    # that share a cell of half its side, while exact mode keeps distinct points apart
+    X = np.random.default_rng(0).normal(0, 2.0, (400, 2))
+
+    def distinct(**params):
+        ms = MeanShiftSegmenter(dtype="float64", **params).fit(X)
+        return len(np.unique(ms.shifted_points_, axis=0))
+
+    assert distinct(algorithm="grid", grid_cell=0.1, max_iter=0) > 300
+    assert distinct(algorithm="grid", grid_cell=0.1, max_iter=2) < 40
+    assert distinct(max_iter=2) == 400
 
 
 def test_grid_mode_with_tiny_cells_is_the_exact_mode():
