@@ -28,11 +28,14 @@ def fit(X, **params):
 
 
 @SETTINGS
-@given(point_sets(), st.randoms(use_true_random=False))
-def test_permutation_equivariance(X, rnd):
+@given(
+    point_sets(), st.randoms(use_true_random=False), st.sampled_from(["blurring", "grid"])
+)
+def test_permutation_equivariance(X, rnd, algorithm):
     perm = np.array(rnd.sample(range(len(X)), len(X)))
-    ms = fit(X)
-    np.testing.assert_allclose(fit(X[perm]).shifted_points_, ms.shifted_points_[perm])
+    ms = fit(X, algorithm=algorithm)
+    permuted = fit(X[perm], algorithm=algorithm)
+    np.testing.assert_allclose(permuted.shifted_points_, ms.shifted_points_[perm])
 
 
 @SETTINGS
@@ -55,7 +58,9 @@ def test_scaling_data_and_bandwidth_scales_the_result(X, factor):
 
 @SETTINGS
 @given(
-    point_sets(), st.sampled_from(["blurring", "standard"]), st.sampled_from(["float32", "float64"])
+    point_sets(),
+    st.sampled_from(["blurring", "standard", "grid"]),
+    st.sampled_from(["float32", "float64"]),
 )
 def test_results_stay_inside_the_bounding_box(X, algorithm, dtype):
     shifted = fit(X, algorithm=algorithm, dtype=dtype).shifted_points_
