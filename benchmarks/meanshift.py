@@ -16,8 +16,9 @@ and 2 (15,000, 60,000, 240,000 and 960,000 pixels). Methods:
   installed (``pip install opencv-python-headless``; a benchmark-only extra).
 
 A second table runs the same methods on other photos bundled with scikit-image
-(``astronaut``, ``chelsea``, ``rocket``, ``immunohistochemistry``, and ``astronaut``
-upscaled by 2 to a megapixel), with float64 references up to 300,000 pixels.
+(``astronaut``, ``chelsea``, ``rocket``, ``immunohistochemistry``, ``colorwheel``,
+``retina`` downscaled to 244,000 pixels, and ``astronaut`` upscaled by 2 to a
+megapixel), with float64 references up to 300,000 pixels.
 
 Every method runs in a fresh process, so its peak memory (growth of the resident set
 while it runs) is its own. The script writes ``docs/generated_benchmarks/meanshift.rst``
@@ -58,7 +59,15 @@ FIVE_D_UP_TO, FIVE_D_FLOAT64_UP_TO = 240_000, 60_000
 SPATIAL_SCALE = 0.1
 WITHIN = 5e-2
 #: scikit-image photos (bundled, no download) and the factor each is rescaled by
-PHOTOS = {"astronaut": 1, "chelsea": 1, "rocket": 1, "immunohistochemistry": 1, "astronaut@2": 2}
+PHOTOS = {
+    "astronaut": 1,
+    "chelsea": 1,
+    "rocket": 1,
+    "immunohistochemistry": 1,
+    "colorwheel": 1,
+    "retina@0.35": 0.35,
+    "astronaut@2": 2,
+}
 PHOTOS_FLOAT64_UP_TO = 300_000
 
 
