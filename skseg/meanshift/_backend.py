@@ -337,10 +337,11 @@ def merge_tolerance(dtype, *, blurring=True):
     collapsed into the same mode; merging them early is what makes the later steps
     cheap. Blurring mean-shift contracts every cluster onto one point within a few
     steps, so its float32 cell is set by measurement like :func:`prune_tolerance`: with
-    ``1e-3`` bandwidths, every pixel of five scikit-image photos and of ``coffee`` at
-    three sizes (3-D and 5-D features) ends within 0.05 of float64, as with ``1.4e-4``,
-    in 12 to 14 % less time at 240,000 pixels; with ``3e-3``, 1 to 8 pixels of three of
-    them end in another mode. The standard algorithm approaches its modes only
+    ``1e-3`` bandwidths, as many pixels end within 0.05 of float64 as with ``1.4e-4``
+    on eight scikit-image photos (all of them, but one pixel of ``colorwheel`` with
+    either cell) and on ``coffee`` at three sizes (3-D and 5-D features), in 12 to 14 %
+    less time at 240,000 pixels; with ``3e-3``, 1 to 8 pixels of three of them end in
+    another mode. The standard algorithm approaches its modes only
     linearly, so its points keep the finer cell.
     """
     if dtype != torch.float32:
