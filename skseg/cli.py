@@ -280,8 +280,8 @@ def build_parser():
         "--grid-cell",
         type=_positive_float,
         default=None,
-        help="side of the grid algorithm's cells in bandwidths (default: the estimator's, "
-        "0.5; smaller follows the exact result more closely and takes longer)",
+        help="side of the grid algorithm's cells in bandwidths (default: the estimator's; "
+        "smaller follows the exact result more closely and takes longer)",
     )
     seg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     seg.add_argument("-o", "--output", default="segmentation.png", help="output picture")

@@ -341,12 +341,16 @@ def merge_tolerance(dtype, *, blurring=True):
     on eight scikit-image photos (all of them, but one pixel of ``colorwheel`` with
     either cell) and on ``coffee`` at three sizes (3-D and 5-D features), in 12 to 14 %
     less time at 240,000 pixels; with ``3e-3``, 1 to 8 pixels of three of them end in
-    another mode. The standard algorithm approaches its modes only
-    linearly, so its points keep the finer cell.
+    another mode. The standard algorithm approaches its modes only linearly, so its
+    points keep the finer cell.
     """
     if dtype != torch.float32:
-        return 1e-11 / math.sqrt(2.0)
-    return (1e-3 if blurring else 1e-4 * math.sqrt(2.0)) / math.sqrt(2.0)
+        relative = 1e-11
+    elif blurring:
+        relative = 1e-3
+    else:
+        relative = 1e-4 * math.sqrt(2.0)  # 1e-4 scaled units
+    return relative / math.sqrt(2.0)
 
 
 def run_mean_shift(
