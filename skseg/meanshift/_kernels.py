@@ -35,6 +35,13 @@ from . import _pair_loops
 MAX_FEATURES = 5
 #: sources met between two checks of the stopping rule
 CHUNK = 512
+#: float32 query leaves whose points all lie within this squared distance (scaled units)
+#: of their box's centre take the dot form of the pair loops (:mod:`._pair_loops`). Its
+#: exponent's rounding error grows as ``(|s - c| + |q - c|)**2``: within this radius it
+#: is at most about twice the difference form's for the sources that matter, and the
+#: factor the sums carry, ``exp(|q - c|**2)``, at most ``e``. Float64 and wider leaves
+#: take the difference form.
+DOT_RADIUS2 = 4.0
 #: buffers hold a multiple of this many sources (two 512-bit vectors of float32), so that
 #: the pair loops never run their narrow and scalar remainder loops (14 % of a step's time
 #: on the benchmark photo)
@@ -52,13 +59,20 @@ def _chunk(s_starts, leaves, first, end):
 
 
 @njit(inline="always")
-def _gather(sources, log_w, s_starts, leaves, first, last, m):
-    """Sources of the listed leaves ``first:last`` in one contiguous feature-major buffer,
-    padded to a multiple of ``PAD`` with copies of the last source of log-weight
+def _gather(sources, log_w, s_starts, leaves, first, last, m, centre, dot):
+    """Sources of the listed leaves ``first:last`` in one contiguous feature-major buffer:
+    coordinates, log-weights and, for the dot form, the coordinates taken from
+    ``centre`` (float32 values: the differences round once, in either precision) and
+    the offsets ``a_j = log2(e) (log_w_j - |s_j - centre|^2)``, from the rounded
+    coordinates so that the pair loop's exponent is that of the stored point.
+
+    Padded to a multiple of ``PAD`` with copies of the last source of log-weight
     ``-inf`` (the float32 loops give them ``exp(-87)``, the weight of any source that
-    far, a ``1e-38`` of a query's own weight)."""
+    far, a ``1e-38`` of a query's own weight).
+    """
     width = sources.shape[0]
-    buf = np.empty((width + 1, -(-m // PAD) * PAD), dtype=sources.dtype)
+    buf = np.empty((width + 2, -(-m // PAD) * PAD), dtype=sources.dtype)
+    norm2 = np.zeros(m if dot else 0)
     at = 0
     for p in range(first, last):
         lo, hi = s_starts[leaves[p]], s_starts[leaves[p] + 1]
@@ -66,9 +80,20 @@ def _gather(sources, log_w, s_starts, leaves, first, last, m):
             buf[k, at : at + hi - lo] = sources[k, lo:hi]
         buf[width, at : at + hi - lo] = log_w[lo:hi]
         at += hi - lo
+    if dot:
+        for k in range(width):
+            row = buf[k]
+            shift = row.dtype.type(centre[k])
+            for j in range(m):
+                row[j] -= shift
+            for j in range(m):
+                norm2[j] += np.float64(row[j]) * np.float64(row[j])
+        offsets, log_weights = buf[width + 1], buf[width]
+        for j in range(m):
+            offsets[j] = _LOG2E * (np.float64(log_weights[j]) - norm2[j])
     for k in range(width):
         buf[k, m:] = buf[k, m - 1]
-    buf[width, m:] = -np.inf
+    buf[width:, m:] = -np.inf
     return buf
 
 
@@ -113,15 +138,18 @@ def _add_5(queries, lo, buf, acc, active):
         acc[4, i], acc[5, i] = s3, s4
 
 
-def _pair_function(width):
-    """The compiled float32 pair loop for ``width`` features (:mod:`._pair_loops`)."""
+def _pair_function(form, width):
+    """The compiled float32 pair loop of ``form`` for ``width`` features
+    (:mod:`._pair_loops`)."""
     return types.ExternalFunction(
-        _pair_loops.SYMBOLS[width], types.void(*([types.int64] * 9))
+        _pair_loops.SYMBOLS[form, width], types.void(*([types.int64] * 9))
     )
 
 
-_pairs_3_f32 = _pair_function(3)
-_pairs_5_f32 = _pair_function(5)
+_pairs_3_f32 = _pair_function("difference", 3)
+_pairs_5_f32 = _pair_function("difference", 5)
+_dot_3_f32 = _pair_function("dot", 3)
+_dot_5_f32 = _pair_function("dot", 5)
 
 
 def _sums_3(queries, lo, buf, acc, active):  # pragma: no cover - replaced by the overload
@@ -129,6 +157,14 @@ def _sums_3(queries, lo, buf, acc, active):  # pragma: no cover - replaced by th
 
 
 def _sums_5(queries, lo, buf, acc, active):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+def _dot_sums_3(queries, lo, buf, acc, active):  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+def _dot_sums_5(queries, lo, buf, acc, active):  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
@@ -158,24 +194,47 @@ def _sums_5_overload(queries, lo, buf, acc, active):
     return lambda queries, lo, buf, acc, active: _add_5(queries, lo, buf, acc, active)
 
 
+def _float32_only(queries, lo, buf, acc, active):
+    raise TypeError("the dot form serves float32 only")
+
+
+# the dot form's queries are its factors u (see _pair_loops)
+@overload(_dot_sums_3)
+def _dot_sums_3_overload(queries, lo, buf, acc, active):
+    if queries.dtype == types.float32:
+        return _external_sums(_dot_3_f32)
+    return _float32_only
+
+
+@overload(_dot_sums_5)
+def _dot_sums_5_overload(queries, lo, buf, acc, active):
+    if queries.dtype == types.float32:
+        return _external_sums(_dot_5_f32)
+    return _float32_only
+
+
 @njit(cache=True)
-def _exp_kernel(x, out):
-    # one source at the query, of log-weight x: its weight is exp(x)
+def _exp_kernel(x, out, dot):
+    # one source at the query, of log-weight (difference form) or offset (dot form) x
     queries = np.zeros((3, 1), dtype=x.dtype)
-    buf = np.zeros((4, 1), dtype=x.dtype)
+    buf = np.zeros((5, 1), dtype=x.dtype)
     acc = np.zeros((4, 1), dtype=x.dtype)
     active = np.zeros(1, dtype=np.int64)
     for i in range(len(x)):
-        buf[3, 0] = x[i]
+        buf[3:, 0] = x[i]
         acc[:] = 0
-        _sums_3(queries, 0, buf, acc, active)
+        if dot:
+            _dot_sums_3(queries, 0, buf, acc, active)
+        else:
+            _sums_3(queries, 0, buf, acc, active)
         out[i] = acc[0, 0]
 
 
-def exp_kernel(x, out):
-    """``out[i] = exp(x[i])`` with the kernels' exponential (for tests)."""
+def exp_kernel(x, out, *, dot=False):
+    """``out[i] = exp(x[i])`` with the difference form's exponential, or ``2**x[i]``
+    with the dot form's (float32 only), for tests."""
     _pair_loops.register()
-    _exp_kernel(x, out)
+    _exp_kernel(x, out, dot)
 
 
 # exp(x) = 2**n exp(r) with r = x - n ln 2 (ln 2 in two parts: n * _LN2_HI is exact)
@@ -247,20 +306,58 @@ def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, end, left_
 
 
 @njit(inline="always")
-def _settled(acc, i, tail_a, tail_b, tolerance):
+def _settled(acc, i, offsets, scale, tail_a, tail_b, tolerance):
     """Whether the leaves not met yet move query ``i`` by at most ``tolerance``.
 
     With ``sw`` the total weight and ``s`` the weighted difference of the sources met so
     far (the query's mean is ``q + s / sw``), the rest moves it by at most
     ``(tail_b + tail_a |s| / sw) / sw`` (see
-    :func:`skseg.meanshift._backend.leaf_lists`).
+    :func:`skseg.meanshift._backend.leaf_lists`). The sums ``acc`` are those of the
+    sources' offsets from the query minus ``offsets`` (``q - c`` in the dot form, zero
+    in the difference form), times ``1 / scale``.
     """
-    sw = np.float64(acc[0, i])
+    sw = np.float64(acc[0, i]) * scale[i]
     norm2 = 0.0
     for k in range(1, acc.shape[0]):
-        norm2 += np.float64(acc[k, i]) ** 2
+        moved = np.float64(acc[k, i]) - np.float64(acc[0, i]) * offsets[k - 1, i]
+        norm2 += (moved * scale[i]) ** 2
     # no weight yet (every source met so far underflowed): not settled
     return sw > 0 and tail_b * sw + tail_a * math.sqrt(norm2) <= tolerance * sw * sw
+
+
+@njit(inline="always")
+def _centring(queries, lo, n, dot_radius2):
+    """How the pair loops see query leaf ``queries[:, lo:lo + n]``.
+
+    Returns the centre ``c`` of its bounding box (rounded to float32), the offsets ``q - c`` and the factors
+    ``exp(-|q - c|**2)`` that take the dot form's sums back to true weights, and whether
+    the leaf takes the dot form: all its points within ``sqrt(dot_radius2)`` of ``c``.
+    Otherwise (also whenever ``dot_radius2 < 0``) the centre and offsets are zero and
+    the factors one: the difference form.
+    """
+    width = queries.shape[0]
+    centre = np.zeros(width)
+    offsets = np.zeros((width, n))
+    scale = np.ones(n)
+    if dot_radius2 < 0:
+        return centre, offsets, scale, False
+    for k in range(width):
+        low = high = np.float64(queries[k, lo])
+        for i in range(1, n):
+            low = min(low, np.float64(queries[k, lo + i]))
+            high = max(high, np.float64(queries[k, lo + i]))
+        # a float32 value, so that the pair loops' differences from it round once
+        centre[k] = np.float32(0.5 * (low + high))
+    dist2 = np.zeros(n)
+    for k in range(width):
+        for i in range(n):
+            offsets[k, i] = np.float64(queries[k, lo + i]) - centre[k]
+            dist2[i] += offsets[k, i] ** 2
+    if dist2.max() > dot_radius2:
+        return np.zeros(width), np.zeros((width, n)), scale, False
+    for i in range(n):
+        scale[i] = math.exp(-dist2[i])
+    return centre, offsets, scale, True
 
 
 # No fast-math in the driver: with it, the exponentials of _tails took the C library's
@@ -269,7 +366,7 @@ def _settled(acc, i, tail_a, tail_b, tolerance):
 # The sums (_add_3, _add_5) are compiled apart, with fast-math.
 @njit(parallel=True, cache=True)
 def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight, ptr,
-           leaves, left_a, left_b, tolerance, out):
+           leaves, left_a, left_b, tolerance, dot_radius2, out):
     """Parallel over query leaves: meet each leaf's list chunk by chunk, stop when settled."""
     width = queries.shape[0]
     for leaf in prange(len(q_starts) - 1):
@@ -277,14 +374,22 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
         first, end = ptr[leaf], ptr[leaf + 1]
         tail_a, tail_b = _tails(queries, lo, hi - lo, box_lo, box_hi, box_weight,
                                 leaves, first, end, left_a[leaf], left_b[leaf])
+        centre, offsets, scale, dot = _centring(queries, lo, hi - lo, dot_radius2)
+        factors = np.empty((width, hi - lo if dot else 0), dtype=queries.dtype)
+        if dot:
+            factors[:] = 2 * _LOG2E * offsets
         acc = np.zeros((width + 1, hi - lo), dtype=queries.dtype)
         active = np.arange(hi - lo)
         n_active = hi - lo
         at = first
         while at < end and n_active > 0:
             last, m = _chunk(s_starts, leaves, at, end)
-            buf = _gather(sources, log_w, s_starts, leaves, at, last, m)
-            if width == 3:
+            buf = _gather(sources, log_w, s_starts, leaves, at, last, m, centre, dot)
+            if dot and width == 3:
+                _dot_sums_3(factors, 0, buf, acc, active[:n_active])
+            elif dot:
+                _dot_sums_5(factors, 0, buf, acc, active[:n_active])
+            elif width == 3:
                 _sums_3(queries, lo, buf, acc, active[:n_active])
             else:
                 _sums_5(queries, lo, buf, acc, active[:n_active])
@@ -294,14 +399,17 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
             kept = 0
             for r in range(n_active):
                 i = active[r]
-                if not _settled(acc, i, tail_a[at - 1 - first, i],
+                if not _settled(acc, i, offsets, scale, tail_a[at - 1 - first, i],
                                 tail_b[at - 1 - first, i], tolerance):
                     active[kept] = i
                     kept += 1
             n_active = kept
         for k in range(width):
             for i in range(hi - lo):
-                out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
+                if dot:  # the mean is c plus the mean offset from c
+                    out[k, lo + i] = centre[k] + np.float64(acc[k + 1, i]) / acc[0, i]
+                else:
+                    out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
 
 
 @njit(parallel=True, cache=True)
@@ -507,6 +615,7 @@ def leaf_list_means(
             leaves.astype(as_index),
             *(np.asarray(b, dtype=np.float64) for b in left),
             float(tolerance),
+            DOT_RADIUS2 if queries.dtype == np.float32 else -1.0,
             out,
         )
     return out[:d].T

@@ -1,13 +1,26 @@
 """The float32 pair loops of :mod:`skseg.meanshift._kernels`, compiled with llvmlite.
 
 For each active query ``q`` of a query leaf and every source ``j`` of a contiguous
-buffer (feature-major: ``width`` coordinate rows and a row of log-weights), the loops add
+buffer (feature-major: ``width`` coordinate rows, then a row of log-weights and a row of
+dot-form offsets), the loops add
 
     w_j = exp(log_w_j - |s_j - q|^2),  sum_j w_j  and  sum_j w_j (s_j - q)
 
-to the query's sums, with a float32 exponential: ``exp(x) = 2**n exp(r)`` with ``n`` the
-integer nearest ``x / ln 2``, ``exp(r)`` from a degree-5 minimax polynomial on ``|r| <=
-ln(2) / 2`` (relative error below ``3e-7``) and ``2**n`` added to its exponent bits.
+to the query's sums. Two forms compute the same weights:
+
+- the **difference form** forms ``s_j - q`` and its squared length, and evaluates a
+  float32 exponential: ``exp(x) = 2**n exp(r)`` with ``n`` the integer nearest ``x /
+  ln 2``, ``exp(r)`` from a degree-5 minimax polynomial on ``|r| <= ln(2) / 2``
+  (relative error below ``3e-7``) and ``2**n`` added to its exponent bits;
+- the **dot form** serves a compact query leaf whose points and sources are centred on
+  the leaf's centre ``c``. With ``u = 2 log2(e) (q - c)`` for the query and ``a_j =
+  log2(e) (log_w_j - |s_j - c|^2)`` for the source, ``a_j + u . (s_j - c)`` is the
+  exponent in base 2, up to ``log2(e) |q - c|^2``, the same for every source of the
+  query, which cancels from its mean and which the driver divides out of the sums. It
+  needs three fused multiply-adds where the difference form needs seven operations, and
+  no change of base inside the exponential (``2**x`` from the same polynomial in ``r ln
+  2``): 18 vector operations per source instead of 24, 1.3 times as fast. It accumulates
+  ``sum_j w_j (s_j - c)``.
 
 They are written here as LLVM IR and compiled by llvmlite (numba's own compiler
 library) because numba compiles every function for the vector width LLVM prefers on the
@@ -22,12 +35,20 @@ Only the reduction additions may be reassociated (so that the loop vectorises); 
 other operation is evaluated as written, with contractions into fused multiply-adds.
 """
 
+import math
+import struct
 import threading
 
 import llvmlite.binding as llvm
+import numpy as np
 
-#: the symbol of the pair loop for each padded feature count
-SYMBOLS = {3: "skseg_meanshift_pairs3_f32", 5: "skseg_meanshift_pairs5_f32"}
+#: the symbol of the pair loop of each form (``"difference"``, ``"dot"``) and padded
+#: feature count
+SYMBOLS = {
+    (form, width): f"skseg_meanshift_{form}{width}_f32"
+    for form in ("difference", "dot")
+    for width in (3, 5)
+}
 
 # float32 constants as the IR spells them (doubles that are exact float32 values)
 _LOG2E = "0x3FF7154760000000"
@@ -38,22 +59,43 @@ _LN2_LO = "0x3EB7F7D1C0000000"
 _POLY = ("0x3F80FA8340000000", "0x3FA573A540000000", "0x3FC555A6A0000000",
          "0x3FDFFFDC60000000", "0x3FEFFFFF60000000", "0x3FF0000000000000")
 
+
+def _hex_float32(value):
+    """``value`` rounded to float32, spelled as the IR's double hexadecimal."""
+    exact = struct.unpack("<d", struct.pack("<d", float(np.float32(value))))[0]
+    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", exact))[0]
+
+
+def _from_hex(text):
+    return struct.unpack("<d", struct.pack("<Q", int(text, 16)))[0]
+
+
+# 2**r = exp(r ln 2): the same polynomial in r ln 2, for the dot form's base-2 exponents
+_POLY2 = tuple(
+    _hex_float32(_from_hex(c) * math.log(2.0) ** (len(_POLY) - 1 - degree))
+    for degree, c in enumerate(_POLY)
+)
+#: exponents below this (base 2; ``-87 / ln 2``) are raised to it, so that ``2**n`` stays
+#: a normal float
+_LOWEST2 = -125.0
+
 _engine = None
 _lock = threading.Lock()
 
 
-def _function(width):
+def _function(form, width):
     """IR of ``void f(queries, n_queries, lo, buf, m, acc, n_acc, active, n_active)``.
 
     Every argument is an int64 (pointers as addresses): ``queries`` is ``(width,
-    n_queries)`` float32, ``buf`` is ``(width + 1, m)`` float32, ``acc`` is ``(width +
-    1, n_acc)`` float32 and ``active`` holds ``n_active`` int64 query indices ``i``,
-    whose point is column ``lo + i`` of ``queries`` and whose sums are column ``i`` of
-    ``acc``.
+    n_queries)`` float32 (the points, or the dot form's ``u``), ``buf`` is ``(width + 2,
+    m)`` float32 (coordinates, log-weights, dot-form offsets), ``acc`` is ``(width + 1,
+    n_acc)`` float32 and ``active`` holds ``n_active`` int64 query indices ``i``, whose
+    point is column ``lo + i`` of ``queries`` and whose sums are column ``i`` of ``acc``.
     """
     ks = range(width)
+    dot = form == "dot"
     lines = [
-        f"define void @{SYMBOLS[width]}(i64 %qa, i64 %nq, i64 %lo, i64 %ba, i64 %m, "
+        f"define void @{SYMBOLS[form, width]}(i64 %qa, i64 %nq, i64 %lo, i64 %ba, i64 %m, "
         "i64 %aa, i64 %nacc, i64 %ta, i64 %nact) #0 {",
         "entry:",
         "  %q = inttoptr i64 %qa to ptr",
@@ -61,8 +103,11 @@ def _function(width):
         "  %acc = inttoptr i64 %aa to ptr",
         "  %act = inttoptr i64 %ta to ptr",
     ]
+    # the buffer rows a form reads: the coordinates, then the log-weights (difference
+    # form) or the offsets a_j (dot form)
+    rows = [*ks, width + 1 if dot else width]
     lines += [f"  %qrow{k} = mul i64 %nq, {k}" for k in ks]
-    lines += [f"  %brow{k} = mul i64 %m, {k}" for k in range(width + 1)]
+    lines += [f"  %brow{k} = mul i64 %m, {row}" for k, row in enumerate(rows)]
     lines += [f"  %arow{k} = mul i64 %nacc, {k}" for k in range(width + 1)]
     lines += [
         "  %nothing = icmp sle i64 %m, 0",
@@ -91,46 +136,15 @@ def _function(width):
             f"  %bp{k} = getelementptr float, ptr %buf, i64 %bx{k}",
             f"  %b{k} = load float, ptr %bp{k}, align 4",
         ]
-    for k in ks:
-        lines.append(f"  %d{k} = fsub contract float %b{k}, %q{k}")
-    lines.append("  %sq0 = fmul contract float %d0, %d0")
-    for k in range(1, width):
-        lines += [
-            f"  %t{k} = fmul contract float %d{k}, %d{k}",
-            f"  %sq{k} = fadd contract float %sq{k - 1}, %t{k}",
-        ]
-    c = _POLY
+    lines += _dot_exponent(width) if dot else _difference_exponent(width)
+    # the accumulated vector: s_j - c in the dot form, s_j - q in the difference form
+    moved = "b" if dot else "d"
     lines += [
-        # w = exp(max(log_w - |d|^2, -87)) = 2**n * p(r); from -87 on, 2**n * p(r) is
-        # a normal float whose exponent field is p's plus n
-        f"  %x0 = fsub contract float %b{width}, %sq{width - 1}",
-        "  %x = call float @llvm.maxnum.f32(float %x0, float -87.0)",
-        f"  %nx = fmul contract float %x, {_LOG2E}",
-        "  %n = call float @llvm.roundeven.f32(float %nx)",
-        f"  %rh = fmul contract float %n, {_LN2_HI}",
-        "  %r1 = fsub contract float %x, %rh",
-        f"  %rl = fmul contract float %n, {_LN2_LO}",
-        "  %rr = fsub contract float %r1, %rl",
-        f"  %h0 = fmul contract float %rr, {c[0]}",
-    ]
-    for step, coefficient in enumerate(c[1:-1], start=1):
-        lines += [
-            f"  %h{step}a = fadd contract float %h{step - 1}, {coefficient}",
-            f"  %h{step} = fmul contract float %rr, %h{step}a",
-        ]
-    last = len(c) - 2
-    lines += [
-        f"  %p = fadd contract float %h{last}, {c[-1]}",
-        "  %ni = fptosi float %n to i32",
-        "  %nb = shl i32 %ni, 23",
-        "  %pb = bitcast float %p to i32",
-        "  %wb = add i32 %pb, %nb",
-        "  %w = bitcast i32 %wb to float",
         "  %swnext = fadd reassoc contract float %sw, %w",
     ]
     for k in ks:
         lines += [
-            f"  %wd{k} = fmul contract float %w, %d{k}",
+            f"  %wd{k} = fmul contract float %w, %{moved}{k}",
             f"  %s{k}next = fadd reassoc contract float %s{k}, %wd{k}",
         ]
     lines += [
@@ -160,13 +174,73 @@ def _function(width):
     return "\n".join(lines)
 
 
+def _difference_exponent(width):
+    """``%w = exp(max(log_w - |s - q|^2, -87))`` from ``%b0..`` and ``%q0..``."""
+    lines = [f"  %d{k} = fsub contract float %b{k}, %q{k}" for k in range(width)]
+    lines.append("  %sq0 = fmul contract float %d0, %d0")
+    for k in range(1, width):
+        lines += [
+            f"  %t{k} = fmul contract float %d{k}, %d{k}",
+            f"  %sq{k} = fadd contract float %sq{k - 1}, %t{k}",
+        ]
+    lines += [
+        # from -87 on, 2**n * p(r) is a normal float whose exponent field is p's plus n
+        f"  %x0 = fsub contract float %b{width}, %sq{width - 1}",
+        "  %x = call float @llvm.maxnum.f32(float %x0, float -87.0)",
+        f"  %nx = fmul contract float %x, {_LOG2E}",
+        "  %n = call float @llvm.roundeven.f32(float %nx)",
+        f"  %rh = fmul contract float %n, {_LN2_HI}",
+        "  %r1 = fsub contract float %x, %rh",
+        f"  %rl = fmul contract float %n, {_LN2_LO}",
+        "  %rr = fsub contract float %r1, %rl",
+    ]
+    return lines + _power_of_two(_POLY)
+
+
+def _dot_exponent(width):
+    """``%w = 2**max(a + u . (s - c), -125)`` from ``%b0..`` (``s - c``, then ``a``) and
+    ``%q0..`` (``u``)."""
+    lines, partial = [], f"%b{width}"
+    for k in reversed(range(width)):
+        lines += [
+            f"  %e{k}m = fmul contract float %q{k}, %b{k}",
+            f"  %e{k} = fadd contract float %e{k}m, {partial}",
+        ]
+        partial = f"%e{k}"
+    lines += [
+        f"  %x = call float @llvm.maxnum.f32(float {partial}, float {_LOWEST2})",
+        "  %n = call float @llvm.roundeven.f32(float %x)",
+        "  %rr = fsub float %x, %n",
+    ]
+    return lines + _power_of_two(_POLY2)
+
+
+def _power_of_two(poly):
+    """``%w = 2**%n * poly(%rr)``: Horner's rule, then ``n`` added to the exponent bits."""
+    lines = [f"  %h0 = fmul contract float %rr, {poly[0]}"]
+    for step, coefficient in enumerate(poly[1:-1], start=1):
+        lines += [
+            f"  %h{step}a = fadd contract float %h{step - 1}, {coefficient}",
+            f"  %h{step} = fmul contract float %rr, %h{step}a",
+        ]
+    last = len(poly) - 2
+    return lines + [
+        f"  %p = fadd contract float %h{last}, {poly[-1]}",
+        "  %ni = fptosi float %n to i32",
+        "  %nb = shl i32 %ni, 23",
+        "  %pb = bitcast float %p to i32",
+        "  %wb = add i32 %pb, %nb",
+        "  %w = bitcast i32 %wb to float",
+    ]
+
+
 def module_ir():
-    """The IR of both pair loops, as one module."""
+    """The IR of every pair loop, as one module."""
     return "\n\n".join(
         [
             "declare float @llvm.roundeven.f32(float)\n"
             "declare float @llvm.maxnum.f32(float, float)",
-            *(_function(width) for width in SYMBOLS),
+            *(_function(form, width) for form, width in SYMBOLS),
             'attributes #0 = { nounwind "prefer-vector-width"="512" '
             '"min-legal-vector-width"="512" }',
             '!0 = distinct !{!0, !1}\n!1 = !{!"llvm.loop.interleave.count", i32 1}',
