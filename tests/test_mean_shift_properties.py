@@ -102,15 +102,29 @@ def test_fused_exponential_against_numpy(x):
 
 @SETTINGS
 @given(
+    # the dot form's base-2 exponents, from the lowest it keeps (2**-125 is normal)
+    arrays(np.float32, st.integers(1, 300), elements=st.floats(-125, 19, width=32)),
+)
+def test_dot_form_power_of_two_against_numpy(x):
+    out = np.empty_like(x)
+    kernels.exp_kernel(x, out, dot=True)
+    expected = np.exp2(x.astype(np.float64))
+    np.testing.assert_allclose(out, expected, rtol=5e-7, atol=0)
+
+
+@SETTINGS
+@given(
     point_sets(max_points=60),
     st.integers(1, 5),
     st.sampled_from([torch.float32, torch.float64]),
     st.booleans(),
+    st.sampled_from([4.0, 40.0]),
 )
-def test_fused_kernel_against_brute_force(X, extra_dims, dtype, duplicate):
-    # any dimension up to five, ties and duplicated points, one-point inputs
+def test_fused_kernel_against_brute_force(X, extra_dims, dtype, duplicate, shrink):
+    # any dimension up to five, ties and duplicated points, one-point inputs; shrunk by
+    # 40, every float32 point is within 2 scaled units of its leaf's centre (dot form)
     rng = np.random.default_rng(len(X))
-    Y = np.hstack([X, rng.normal(size=(len(X), extra_dims))])[:, :5] / 4
+    Y = np.hstack([X, rng.normal(size=(len(X), extra_dims))])[:, :5] / shrink
     if duplicate:
         Y = np.concatenate([Y, Y[: len(Y) // 2 + 1]])
     w = rng.integers(1, 4, size=len(Y)).astype(np.float64)

@@ -21,7 +21,8 @@ tolerance of the exact step:
    weight of the sources met so far, fits in the tolerance: points in dense regions meet
    few leaves.
 3. **Fused kernels.** On the CPU, :mod:`skseg.meanshift._kernels` evaluates each
-   listed leaf pair in registers (distance, exponential and sums in one pass). Elsewhere
+   listed leaf pair in registers (distance, exponential and sums in one pass; in float32,
+   sources centred on a compact query leaf make the exponent a dot product). Elsewhere
    (CUDA, or more than five features) :func:`weighted_means_torch` forms one
    ``rows x columns`` block of exponents at a time by a matrix product and reduces it by
    a second one; the ``n x n`` weight matrix is never built.
