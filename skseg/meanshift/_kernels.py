@@ -333,9 +333,10 @@ def _settled(acc, i, offsets, scale, tail_a, tail_b, tolerance):
 def _centring(queries, lo, n, dot_radius2):
     """How the pair loops see query leaf ``queries[:, lo:lo + n]``.
 
-    Returns the centre ``c`` of its bounding box (rounded to float32), the offsets ``q - c`` and the factors
-    ``exp(-|q - c|**2)`` that take the dot form's sums back to true weights, and whether
-    the leaf takes the dot form: all its points within ``sqrt(dot_radius2)`` of ``c``.
+    Returns the centre ``c`` of its bounding box (rounded to float32), the offsets ``q -
+    c`` and the factors ``exp(-|q - c|**2)`` that take the dot form's sums back to true
+    weights, and whether the leaf takes the dot form: all its points within
+    ``sqrt(dot_radius2)`` of ``c``.
     Otherwise (also whenever ``dot_radius2 < 0``) the centre and offsets are zero and
     the factors one: the difference form.
     """

@@ -62,8 +62,8 @@ _POLY = ("0x3F80FA8340000000", "0x3FA573A540000000", "0x3FC555A6A0000000",
 
 def _hex_float32(value):
     """``value`` rounded to float32, spelled as the IR's double hexadecimal."""
-    exact = struct.unpack("<d", struct.pack("<d", float(np.float32(value))))[0]
-    return "0x%016X" % struct.unpack("<Q", struct.pack("<d", exact))[0]
+    bits = struct.unpack("<Q", struct.pack("<d", float(np.float32(value))))[0]
+    return f"0x{bits:016X}"
 
 
 def _from_hex(text):
