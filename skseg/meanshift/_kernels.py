@@ -30,8 +30,9 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from . import _pair_loops
 
@@ -53,13 +54,20 @@ PAD = 32
 
 
 @njit(inline="always")
-def _chunk(s_starts, leaves, first, end):
-    """End of the chunk of listed leaves from ``first``, and its number of sources."""
-    last, m = first, 0
-    while last < end and m < CHUNK:
-        m += s_starts[leaves[last] + 1] - s_starts[leaves[last]]
-        last += 1
-    return last, m
+def _chunks(s_starts, leaves, first, end):
+    """The listed leaves ``first:end`` in chunks of about ``CHUNK`` sources: the end of
+    every chunk (``ends[c]``, the last ``end``) and its number of sources."""
+    ends = np.empty(end - first, dtype=np.int64)
+    sizes = np.empty(end - first, dtype=np.int64)
+    n_chunks, last = 0, first
+    while last < end:
+        m = 0
+        while last < end and m < CHUNK:
+            m += s_starts[leaves[last] + 1] - s_starts[leaves[last]]
+            last += 1
+        ends[n_chunks], sizes[n_chunks] = last, m
+        n_chunks += 1
+    return ends[:n_chunks], sizes[:n_chunks]
 
 
 @njit(inline="always")
@@ -245,8 +253,6 @@ def exp_kernel(x, out, *, dot=False):
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
-#: 2**n for n = -1022..0
-_POW2 = np.ldexp(1.0, np.arange(-1022, 1))
 #: relative error of :func:`_exp_above` (degree-8 Taylor polynomial on |r| <= ln(2) / 2:
 #: below 3e-10), rounded up
 _EXP_SLACK = 1e-8
@@ -256,42 +262,55 @@ _EXP_SLACK = 1e-8
 def _exp_above(x):
     """An upper bound of ``exp(x)`` for ``x <= 0``, within a relative ``2 * _EXP_SLACK``.
 
-    Plain float64 arithmetic and a table of powers of two, so that loops of it vectorise
-    without fast-math and give the same value in vector and scalar code.
+    Plain float64 arithmetic, with ``2**n`` written into the exponent bits, so that loops
+    of it vectorise without fast-math and give the same value in vector and scalar code.
     """
     x = max(x, -708.0)
     n = math.floor(x * _LOG2E + 0.5)
     r = (x - n * _LN2_HI) - n * _LN2_LO
     p = 1.0 + r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (
         1 / 120 + r * (1 / 720 + r * (1 / 5040 + r * (1 / 40320))))))))
-    return p * _POW2[int(n) + 1022] * (1.0 + _EXP_SLACK)
+    return p * _float64_from_bits((np.int64(n) + 1023) << 52) * (1.0 + _EXP_SLACK)
+
+
+@intrinsic
+def _float64_from_bits(typingctx, bits):
+    """The float64 whose bit pattern is the int64 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
 
 
 @njit(inline="always")
-def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, end, left_a, left_b):
-    """Per query, the bounds of what the leaves not met yet can add.
+def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, ends, left_a, left_b):
+    """Per query, the bounds of what the leaves not met yet can add after every chunk.
 
-    ``tail_a[p, i]`` bounds ``W_S exp(-gap(q_i, S)**2)`` and ``tail_b[p, i]``
-    ``W_S exp(-gap(q_i, S)**2) far(q_i, S)``, summed over the listed leaves after entry
-    ``first + p`` and over the leaves left out of the list (``left_a``, ``left_b``, bounds
-    for the whole query leaf). ``gap`` and ``far`` are the nearest and farthest distances
-    from the query point to the box of ``S``. The inner loops run over the queries, so
-    that they vectorise.
+    ``tail_a[c, i]`` bounds ``W_S exp(-gap(q_i, S)**2)`` and ``tail_b[c, i]``
+    ``W_S exp(-gap(q_i, S)**2) far(q_i, S)``, summed over the listed leaves from entry
+    ``ends[c]`` on and over the leaves left out of the list (``left_a``, ``left_b``,
+    bounds for the whole query leaf). ``gap`` and ``far`` are the nearest and farthest
+    distances from the query point to the box of ``S``. The inner loops run over the
+    queries, so that they vectorise.
     """
     d = box_lo.shape[1]
     points = np.empty((d, n))
     for k in range(d):
         for i in range(n):
             points[k, i] = queries[k, lo + i]
-    tail_a = np.empty((end - first, n))
-    tail_b = np.empty((end - first, n))
+    tail_a = np.empty((len(ends), n))
+    tail_b = np.empty((len(ends), n))
     a_sum = np.full(n, left_a)
     b_sum = np.full(n, left_b)
     gap2 = np.empty(n)
     far2 = np.empty(n)
-    for p in range(end - 1, first - 1, -1):
-        tail_a[p - first] = a_sum
-        tail_b[p - first] = b_sum
+    c = len(ends) - 1
+    for p in range(ends[-1] - 1, first - 1, -1):
+        if p == ends[c] - 1:  # the sums now hold the leaves from ends[c] on
+            tail_a[c] = a_sum
+            tail_b[c] = b_sum
+            c -= 1
         leaf = leaves[p]
         gap2[:] = 0.0
         far2[:] = 0.0
@@ -377,8 +396,9 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
     for leaf in prange(len(q_starts) - 1):
         lo, hi = q_starts[leaf], q_starts[leaf + 1]
         first, end = ptr[leaf], ptr[leaf + 1]
+        ends, sizes = _chunks(s_starts, leaves, first, end)
         tail_a, tail_b = _tails(queries, lo, hi - lo, box_lo, box_hi, box_weight,
-                                leaves, first, end, left_a[leaf], left_b[leaf])
+                                leaves, first, ends, left_a[leaf], left_b[leaf])
         centre, offsets, scale, dot = _centring(queries, lo, hi - lo, dot_radius2)
         factors = np.empty((width, hi - lo if dot else 0), dtype=queries.dtype)
         if dot:
@@ -387,8 +407,8 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
         active = np.arange(hi - lo)
         n_active = hi - lo
         at = first
-        while at < end and n_active > 0:
-            last, m = _chunk(s_starts, leaves, at, end)
+        for c in range(len(ends)):
+            last, m = ends[c], sizes[c]
             buf = _gather(sources, log_w, s_starts, leaves, at, last, m, centre, dot)
             if dot and width == 3:
                 _dot_sums_3(factors, 0, buf, acc, active[:n_active])
@@ -404,11 +424,13 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
             kept = 0
             for r in range(n_active):
                 i = active[r]
-                if not _settled(acc, i, offsets, scale, tail_a[at - 1 - first, i],
-                                tail_b[at - 1 - first, i], tolerance):
+                if not _settled(acc, i, offsets, scale, tail_a[c, i], tail_b[c, i],
+                                tolerance):
                     active[kept] = i
                     kept += 1
             n_active = kept
+            if n_active == 0:
+                break
         for k in range(width):
             for i in range(hi - lo):
                 if dot:  # the mean is c plus the mean offset from c
