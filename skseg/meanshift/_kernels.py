@@ -479,10 +479,21 @@ def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
         for j in range(n_src):
             reach[j] = s_weight[j] * math.exp(-near2[j])
             bound[j] = reach[j] * (far[j] + farthest)
-        by_bound = np.argsort(bound, kind="mergesort")
+        # leaves of a bound below budget * floor / n_src all go, whatever the order: their
+        # bounds add up to less than the budget. Only the others are sorted.
         kept = np.ones(n_src, dtype=np.bool_)
+        largest = np.argmax(bound)
+        small = budget * floor / n_src
         running = 0.0
-        for rank in range(n_src - 1):  # the leaf of the largest bound always stays
+        for j in range(n_src):
+            if bound[j] <= small and j != largest:
+                running += bound[j]
+                kept[j] = False
+                left_a[r] += reach[j]
+                left_b[r] += reach[j] * far[j]
+        rest = np.flatnonzero(kept)
+        by_bound = rest[np.argsort(bound[rest], kind="mergesort")]
+        for rank in range(len(rest) - 1):  # the leaf of the largest bound always stays
             j = by_bound[rank]
             running += bound[j]
             if running > budget * floor:
@@ -499,6 +510,56 @@ def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
         order = np.argsort(near2[lists[r, :n_kept]], kind="mergesort")
         lists[r, :n_kept] = lists[r, :n_kept][order]
     return lists, counts, left_a, left_b
+
+
+@njit(cache=True)
+def row_groups(X):
+    """Group the equal rows of ``X`` (float64, C-contiguous) with a hash table.
+
+    Rows are equal when their bits are (pass ``-0.0`` as ``0.0``). Linear probing in a
+    table of at least twice as many slots as rows; one pass over the rows.
+
+    Returns
+    -------
+    first : ndarray of shape (n_groups,)
+        The first row of every group, in order of appearance.
+    group : ndarray of shape (n,)
+        The group of every row.
+    """
+    n, d = X.shape
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    group = np.empty(n, dtype=np.int64)
+    bits = X.view(np.uint64)
+    n_groups = 0
+    for i in range(n):
+        h = np.uint64(0x9E3779B97F4A7C15)
+        for k in range(d):  # splitmix64-style mixing of every coordinate's bits
+            h ^= bits[i, k]
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+        slot = np.int64(h & np.uint64(size - 1))
+        while True:
+            g = table[slot]
+            if g < 0:  # a new group
+                table[slot] = n_groups
+                first[n_groups] = i
+                group[i] = n_groups
+                n_groups += 1
+                break
+            same = True
+            for k in range(d):
+                if bits[i, k] != bits[first[g], k]:
+                    same = False
+                    break
+            if same:
+                group[i] = g
+                break
+            slot = (slot + 1) & (size - 1)
+    return first[:n_groups], group
 
 
 @njit(cache=True)
