@@ -562,42 +562,102 @@ def row_groups(X):
     return first[:n_groups], group
 
 
-@njit(cache=True)
+#: the k-d tree's top levels are split one after the other, their nodes then in parallel
+KD_SERIAL_LEVELS = 2
+
+
 def kd_order(points, leaf_size):
     """Order ``points`` along a k-d tree; see :func:`skseg.meanshift._backend.kd_leaves`.
 
     Nodes are split depth first, the lower half first, each at the median of its widest
     coordinate (a quickselect with median-of-three pivots: the same order on every run).
+    The nodes below the top :data:`KD_SERIAL_LEVELS` levels are split in parallel, into
+    the same order.
     """
-    n, d = points.shape
-    order = np.arange(n)
-    starts = np.empty(n + 1, dtype=np.int64)
+    order = np.arange(len(points))
+    bounds = _top_nodes(points, order, leaf_size, KD_SERIAL_LEVELS)
+    starts = np.empty(len(points) + 1, dtype=np.int64)
+    counts = _split_nodes(points, order, bounds, leaf_size, starts)
+    return order, _gather_starts(starts, bounds, counts)
+
+
+@njit(cache=True)
+def _top_nodes(points, order, leaf_size, levels):
+    """Split the top ``levels`` levels; the bounds of their nodes, lowest first."""
+    bounds = np.array([0, len(points)])
+    for _ in range(levels):
+        parts = np.empty(2 * len(bounds) - 1, dtype=np.int64)
+        parts[0], n_parts = 0, 1
+        for t in range(len(bounds) - 1):
+            lo, hi = bounds[t], bounds[t + 1]
+            if hi - lo > leaf_size:
+                parts[n_parts] = _split(points, order, lo, hi)
+                n_parts += 1
+            parts[n_parts] = hi
+            n_parts += 1
+        bounds = parts[:n_parts].copy()
+    return bounds
+
+
+@njit(parallel=True, cache=True)
+def _split_nodes(points, order, bounds, leaf_size, starts):
+    """Split every node in parallel; each writes its leaves' starts from its own start
+    on (a node has no more leaves than points). Returns every node's number of leaves."""
+    counts = np.empty(len(bounds) - 1, dtype=np.int64)
+    for t in prange(len(bounds) - 1):
+        counts[t] = _leaves(points, order, bounds[t], bounds[t + 1], leaf_size, starts)
+    return counts
+
+
+@njit(cache=True)
+def _gather_starts(starts, bounds, counts):
+    """The nodes' leaf starts, moved down into one run, in order, and the end."""
     n_leaves = 0
+    for t in range(len(counts)):
+        for j in range(counts[t]):
+            starts[n_leaves] = starts[bounds[t] + j]
+            n_leaves += 1
+    starts[n_leaves] = bounds[-1]
+    return starts[: n_leaves + 1].copy()
+
+
+@njit(inline="always")
+def _split(points, order, lo, hi):
+    """Partition ``order[lo:hi]`` at the median of its widest coordinate; the middle."""
+    dim, widest = 0, -1.0
+    for k in range(points.shape[1]):
+        low = high = points[order[lo], k]
+        for i in range(lo + 1, hi):
+            value = points[order[i], k]
+            low, high = min(low, value), max(high, value)
+        if high - low > widest:
+            dim, widest = k, high - low
+    mid = lo + (hi - lo) // 2
+    _select(points[:, dim], order, lo, hi, mid)
+    return mid
+
+
+@njit
+def _leaves(points, order, lo, hi, leaf_size, starts):
+    """Split ``order[lo:hi]`` depth first, the lower half first, until nodes hold at most
+    ``leaf_size`` points; write the leaves' starts to ``starts[lo:]`` and return their
+    number."""
+    base, n_leaves = lo, 0
     stack = np.empty((2 * 64, 2), dtype=np.int64)  # depth at most log2(n) < 64
-    stack[0, 0], stack[0, 1] = 0, n
+    stack[0, 0], stack[0, 1] = lo, hi
     top = 1
     while top > 0:
         top -= 1
         lo, hi = stack[top, 0], stack[top, 1]
         if hi - lo <= leaf_size:
-            starts[n_leaves] = lo
+            starts[base + n_leaves] = lo
             n_leaves += 1
             continue
-        dim, widest = 0, -1.0
-        for k in range(d):
-            low = high = points[order[lo], k]
-            for i in range(lo + 1, hi):
-                value = points[order[i], k]
-                low, high = min(low, value), max(high, value)
-            if high - low > widest:
-                dim, widest = k, high - low
-        mid = lo + (hi - lo) // 2
-        _select(points[:, dim], order, lo, hi, mid)
+        mid = _split(points, order, lo, hi)
         stack[top, 0], stack[top, 1] = mid, hi  # upper half after the lower one
         stack[top + 1, 0], stack[top + 1, 1] = lo, mid
         top += 2
-    starts[n_leaves] = n
-    return order, starts[: n_leaves + 1].copy()
+    return n_leaves
 
 
 @njit(inline="always")
