@@ -394,15 +394,19 @@ def run_mean_shift(
         Sample ``i`` ended at ``positions[inverse[i]]``.
     n_iter : int
         Steps run.
+    distinct : ndarray of shape (n_distinct, n_features)
+        The distinct rows of ``X``, sorted.
+    distinct_inverse : ndarray of shape (n_samples,)
+        Sample ``i`` is ``distinct[distinct_inverse[i]]``.
     """
     scale = bandwidth * math.sqrt(2.0)
     # exact duplicates are one weighted point: they would move identically anyway. The
     # unique rows come sorted, so nothing below depends on the order of the samples.
-    unique, inverse, counts = unique_rows(X)
+    unique, unique_inverse, counts = unique_rows(X)
     # centred on the middle of the data's box (halves first: no overflow near the
     # largest floats); what cannot be represented is caught below
     origin = unique.min(axis=0) / 2 + unique.max(axis=0) / 2
-    inverse = torch.as_tensor(inverse.reshape(-1), device=device)
+    inverse = torch.as_tensor(unique_inverse, device=device)
     with np.errstate(over="ignore", invalid="ignore"):
         points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
     # squared distances must stay finite in the working dtype
@@ -452,4 +456,4 @@ def run_mean_shift(
     positions = points.cpu().numpy()
     # back to data units in float64: bandwidth * sqrt(2) may not fit the working dtype
     positions = (positions.astype(np.float64) * scale + origin).astype(positions.dtype)
-    return positions, inverse.cpu().numpy(), n_iter
+    return positions, inverse.cpu().numpy(), n_iter, unique, unique_inverse

@@ -248,7 +248,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
                 bar.set_postfix(points=n_points, refresh=False)
                 bar.update(1)
 
-            positions, inverse, self.n_iter_ = run_mean_shift(
+            positions, inverse, self.n_iter_, distinct, distinct_inverse = run_mean_shift(
                 X.astype(np.float64, copy=False),
                 bandwidth=float(self.bandwidth),
                 max_iter=self.max_iter,
@@ -263,7 +263,10 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.shifted_points_ = positions[inverse]
         counts = np.bincount(inverse, minlength=len(positions))
         modes = _segment_modes(positions, counts, self.cluster_radius * self.bandwidth)
-        used, self.labels_ = np.unique(_nearest(X, modes), return_inverse=True)
+        # labelled like predict(X), once per distinct sample (in X's dtype, exactly)
+        nearest = _nearest(distinct.astype(X.dtype), modes)
+        used, label = np.unique(nearest, return_inverse=True)
+        self.labels_ = label.reshape(-1)[distinct_inverse]
         self.cluster_centers_ = modes[used]
         return self
 
