@@ -259,62 +259,26 @@ def weighted_means_torch(qry, src, ptr, leaves, batch_size):
 def merge_coincident(points, weights, inverse, tol):
     """Merge points that agree to within ``tol`` (same cell of a ``tol`` grid).
 
-    Returns the merged points (weighted means of their members), their summed weights and
-    the updated map from original samples to merged points.
+    Returns the merged points (weighted means of their members, in the order of their
+    first members), their summed weights and the updated map from original samples to
+    merged points.
     """
     if tol <= 0 or len(points) < 2:
         return points, weights, inverse
     # cell indices, computed in float64 so that huge scaled coordinates (tiny bandwidths)
-    # cannot overflow
+    # cannot overflow; hashed as bits, so -0.0 becomes 0.0
     points_np = points.detach().cpu().numpy()
-    keys = np.round(points_np.astype(np.float64) / tol)
-    group_np = _cell_groups(keys)
-    n_groups = int(group_np.max()) + 1
-    if n_groups == len(points):
+    keys = np.round(points_np.astype(np.float64) / tol) + 0.0
+    first, group_np = kernels.row_groups(keys)
+    if len(first) == len(points):
         return points, weights, inverse
-    # the sums run in numpy, one group after the other: torch's parallel index_add_ adds
-    # in a varying order, and blurring mean-shift amplifies such last-bit differences
-    # into different results from run to run
-    group = torch.as_tensor(group_np, device=points.device)
-    order = np.argsort(group_np, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(group_np[order]) != 0])
-    w = weights.cpu().numpy()[order]
-    new_w = np.add.reduceat(w, starts)
-    new_p = np.add.reduceat(points_np[order] * w[:, None], starts, axis=0)
-    new_p /= new_w[:, None]
+    # the sums run in one numba loop, one point after the other: torch's parallel
+    # index_add_ adds in a varying order, and blurring mean-shift amplifies such
+    # last-bit differences into different results from run to run
+    new_p, new_w = kernels.group_means(points_np, weights.cpu().numpy(), group_np, len(first))
     device = points.device
     new_p, new_w = torch.as_tensor(new_p, device=device), torch.as_tensor(new_w, device=device)
-    return new_p, new_w, group[inverse]
-
-
-def _row_groups(keys):
-    """Index of every row of ``keys`` among the distinct rows, in sorted order.
-
-    The same as ``np.unique(keys, axis=0, return_inverse=True)[1]``, but one column at a
-    time with 1-d uniques (several times faster): the group of the columns so far and
-    the next column's rank combine into one integer below ``n**2``, which is ranked
-    again.
-    """
-    _, group = np.unique(keys[:, 0], return_inverse=True)
-    for column in keys.T[1:]:
-        values, rank = np.unique(column, return_inverse=True)
-        combined = group.reshape(-1) * len(values) + rank.reshape(-1)
-        _, group = np.unique(combined, return_inverse=True)
-    return group.reshape(-1)
-
-
-def _cell_groups(cells):
-    """:func:`_row_groups` of rows of whole numbers (float64): one 1-d unique of one
-    integer per row, the cells' mixed-radix number, when it fits in 62 bits."""
-    low = cells.min(axis=0)
-    sizes = cells.max(axis=0) - low + 1
-    # every offset from the lowest cell exact in float64, and the number in an int64
-    if sizes.max() >= 2.0**53 or np.prod(sizes) >= 2.0**62:
-        return _row_groups(cells)
-    # the first column the most significant digit: the groups keep the sorted order
-    place = np.cumprod(np.r_[sizes[1:], 1.0][::-1])[::-1].astype(np.int64)
-    number = (cells - low).astype(np.int64) @ place
-    return np.unique(number, return_inverse=True)[1].reshape(-1)
+    return new_p, new_w, torch.as_tensor(group_np, device=device)[inverse]
 
 
 def unique_rows(X):

@@ -562,6 +562,27 @@ def row_groups(X):
     return first[:n_groups], group
 
 
+@njit(cache=True)
+def group_means(points, weights, group, n_groups):
+    """Weighted mean and total weight of every group of ``points``.
+
+    Sums run in float64, one point after the other (the same result on every run), and
+    are returned in the dtype of ``points`` and ``weights``.
+    """
+    sums = np.zeros((n_groups, points.shape[1]))
+    totals = np.zeros(n_groups)
+    for i in range(len(points)):
+        g = group[i]
+        totals[g] += weights[i]
+        for k in range(points.shape[1]):
+            sums[g, k] += np.float64(points[i, k]) * weights[i]
+    means = np.empty((n_groups, points.shape[1]), dtype=points.dtype)
+    for g in range(n_groups):
+        for k in range(points.shape[1]):
+            means[g, k] = sums[g, k] / totals[g]
+    return means, totals.astype(weights.dtype)
+
+
 #: the k-d tree's top levels are split one after the other, their nodes then in parallel
 KD_SERIAL_LEVELS = 2
 
