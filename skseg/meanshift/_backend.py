@@ -266,7 +266,7 @@ def merge_coincident(points, weights, inverse, tol):
     if tol <= 0 or len(points) < 2:
         return points, weights, inverse
     # cell indices, computed in float64 so that huge scaled coordinates (tiny bandwidths)
-    # cannot overflow; hashed as bits, so -0.0 becomes 0.0
+    # cannot overflow; their bits are hashed, so -0.0 is made 0.0 first
     points_np = points.detach().cpu().numpy()
     keys = np.round(points_np.astype(np.float64) / tol) + 0.0
     first, group_np = kernels.row_groups(keys)
