@@ -266,9 +266,9 @@ def merge_coincident(points, weights, inverse, tol):
     if tol <= 0 or len(points) < 2:
         return points, weights, inverse
     # cell indices, computed in float64 so that huge scaled coordinates (tiny bandwidths)
-    # cannot overflow; their bits are hashed, so -0.0 is made 0.0 first
+    # cannot overflow
     points_np = points.detach().cpu().numpy()
-    keys = np.round(points_np.astype(np.float64) / tol) + 0.0
+    keys = np.round(points_np.astype(np.float64) / tol)
     first, group_np = kernels.row_groups(keys)
     if len(first) == len(points):
         return points, weights, inverse
@@ -289,7 +289,7 @@ def unique_rows(X):
     (:func:`skseg.meanshift._kernels.row_groups`, three times as fast as sorting a
     megapixel's rows); only the distinct rows are sorted.
     """
-    X = np.ascontiguousarray(X, dtype=np.float64) + 0.0  # -0.0 and 0.0 are one value
+    X = np.asarray(X, dtype=np.float64)
     first, group = kernels.row_groups(X)
     distinct = X[first]
     order = np.lexsort(distinct.T[::-1])

@@ -514,10 +514,11 @@ def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
 
 @njit(cache=True)
 def row_groups(X):
-    """Group the equal rows of ``X`` (float64, C-contiguous) with a hash table.
+    """Group the equal rows of ``X`` (float64) with a hash table.
 
-    Rows are equal when their bits are (pass ``-0.0`` as ``0.0``). Linear probing in a
-    table of at least twice as many slots as rows; one pass over the rows.
+    Rows are equal when their bits are, once ``-0.0`` is made ``0.0`` (``X + 0.0``).
+    Linear probing in a table of at least twice as many slots as rows; one pass over the
+    rows.
 
     Returns
     -------
@@ -533,7 +534,7 @@ def row_groups(X):
     table = np.full(size, -1, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
     group = np.empty(n, dtype=np.int64)
-    bits = X.view(np.uint64)
+    bits = (X + 0.0).view(np.uint64)
     n_groups = 0
     for i in range(n):
         h = np.uint64(0x9E3779B97F4A7C15)
