@@ -284,7 +284,9 @@ def segment_images(images, segmenter, *, spatial_scale=None, n_jobs=None):
         Passed to :func:`rgb_to_features`.
 
     n_jobs : int or None, default=None
-        Parallel jobs, as in scikit-learn (``-1``: all workers of the backend).
+        Parallel jobs, as in scikit-learn (``-1``: all workers of the backend). Every job
+        runs ``segmenter``'s own threads: with several jobs on one machine, give it one
+        thread (``MeanShiftSegmenter(n_jobs=1)``).
 
     Returns
     -------

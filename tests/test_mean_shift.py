@@ -1,3 +1,5 @@
+import joblib
+import numba
 import numpy as np
 import pytest
 import torch
@@ -200,6 +202,34 @@ def test_verbose_shows_progress_and_quiet_is_silent(coffee_lab_small, capsys):
     MeanShiftSegmenter(max_iter=3, device="cpu").fit(coffee_lab_small[:50])
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_n_jobs_sets_the_threads_of_fit_and_not_its_result(coffee_lab_small, monkeypatch):
+    seen = []
+    weighted_means = backend.weighted_means
+
+    def recording(*args, **kwargs):
+        seen.append((numba.get_num_threads(), torch.get_num_threads()))
+        return weighted_means(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "weighted_means", recording)
+    before = numba.get_num_threads(), torch.get_num_threads()
+    every = min(joblib.cpu_count(), numba.config.NUMBA_NUM_THREADS)
+    fits = {}
+    for n_jobs in (1, -1, None):
+        seen.clear()
+        fits[n_jobs] = MeanShiftSegmenter(max_iter=5, n_jobs=n_jobs, device="cpu").fit(
+            coffee_lab_small
+        )
+        expected = {1: (1, 1), -1: (every,) * 2, None: before}[n_jobs]
+        assert set(seen) == {expected}
+        assert (numba.get_num_threads(), torch.get_num_threads()) == before
+    for n_jobs in (-1, None):
+        np.testing.assert_array_equal(fits[n_jobs].shifted_points_, fits[1].shifted_points_)
+        np.testing.assert_array_equal(fits[n_jobs].labels_, fits[1].labels_)
+    with pytest.raises(ValueError, match="n_jobs=0"):
+        MeanShiftSegmenter(n_jobs=0).fit(coffee_lab_small)
+    assert (numba.get_num_threads(), torch.get_num_threads()) == before
 
 
 @pytest.mark.parametrize(

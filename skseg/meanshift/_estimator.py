@@ -1,9 +1,12 @@
 """Gaussian mean-shift segmentation as a scikit-learn estimator."""
 
+from contextlib import contextmanager
 from numbers import Integral, Real
 
+import numba
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from scipy.sparse.csgraph import connected_components
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
 from sklearn.metrics import pairwise_distances_argmin, silhouette_score
@@ -83,6 +86,15 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the torch backend runs. ``"auto"`` uses a CUDA GPU when one is available.
+
+    n_jobs : int or None, default=None
+        Threads that :meth:`fit` runs on: those of the CPU kernels (numba) and of torch.
+        ``None`` leaves both as they are (all cores, unless ``NUMBA_NUM_THREADS`` or
+        ``torch.set_num_threads`` say otherwise), ``-1`` uses all cores, and a negative
+        ``n`` all but ``-n - 1`` of them, as in joblib; at most numba's thread count
+        (``NUMBA_NUM_THREADS``). The result is the same for any value. Use ``n_jobs=1``
+        when fits run side by side in processes, e.g. under
+        ``GridSearchCV(n_jobs=...)`` or :func:`~skseg.image.segment_images`.
 
     batch_size : int, default=512
         Query rows per block. Memory of the backend is
@@ -188,6 +200,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         "grid_cell": [Interval(Real, 0, None, closed="neither")],
         "cluster_radius": [Interval(Real, 0, None, closed="neither")],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "n_jobs": [Integral, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "dtype": [StrOptions(set(_TORCH_DTYPES))],
         "random_state": ["random_state"],
@@ -204,6 +217,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         grid_cell=0.2,
         cluster_radius=0.5,
         device="auto",
+        n_jobs=None,
         batch_size=512,
         dtype="float32",
         random_state=None,
@@ -216,6 +230,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self.grid_cell = grid_cell
         self.cluster_radius = cluster_radius
         self.device = device
+        self.n_jobs = n_jobs
         self.batch_size = batch_size
         self.dtype = dtype
         self.random_state = random_state
@@ -240,7 +255,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self.device_ = resolve_device(self.device)
-        with tqdm(
+        with _threads(self.n_jobs), tqdm(
             total=self.max_iter, desc="mean-shift", unit="step", disable=not self.verbose
         ) as bar:
 
@@ -330,6 +345,25 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+@contextmanager
+def _threads(n_jobs):
+    """Run numba's and torch's parallel work on ``n_jobs`` threads, then restore both."""
+    if n_jobs is None:
+        yield
+        return
+    if n_jobs == 0:
+        raise ValueError("n_jobs=0 runs nothing: use None, -1 or a positive number")
+    n = max(1, min(effective_n_jobs(n_jobs), numba.config.NUMBA_NUM_THREADS))
+    numba_threads, torch_threads = numba.get_num_threads(), torch.get_num_threads()
+    numba.set_num_threads(n)
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(numba_threads)
+        torch.set_num_threads(torch_threads)
 
 
 def _nearest(X, centres):
