@@ -164,7 +164,7 @@ class SegNetSegmenter(NeuralNet):
 
     mixed_precision : bool or "auto", default="auto"
         Run the network under bfloat16 autocast (CPU or CUDA). On CPUs with AMX or
-        AVX-512 BF16 this trains about twice as fast; on CPUs without them (AVX2 only)
+        AVX-512 BF16 this trains 1.5 to 2 times as fast; on CPUs without them (AVX2 only)
         bfloat16 is emulated and about ten times *slower* than float32. ``"auto"`` uses
         autocast only where the device running the network has native bfloat16, decided
         at every call, so a model trained on one machine predicts well on another;
