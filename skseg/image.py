@@ -284,9 +284,10 @@ def segment_images(images, segmenter, *, spatial_scale=None, n_jobs=None):
         Passed to :func:`rgb_to_features`.
 
     n_jobs : int or None, default=None
-        Parallel jobs, as in scikit-learn (``-1``: all workers of the backend). Every job
-        runs ``segmenter``'s own threads: with several jobs on one machine, give it one
-        thread (``MeanShiftSegmenter(n_jobs=1)``).
+        Parallel jobs, as in scikit-learn (``-1``: all workers of the backend). joblib's
+        default worker processes each get their share of the cores; on a Dask cluster,
+        give the segmenter one thread (``MeanShiftSegmenter(n_jobs=1)``), see
+        :ref:`scale_out`.
 
     Returns
     -------

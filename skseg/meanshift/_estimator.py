@@ -92,9 +92,9 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         ``None`` leaves both as they are (all cores, unless ``NUMBA_NUM_THREADS`` or
         ``torch.set_num_threads`` say otherwise), ``-1`` uses all cores, and a negative
         ``n`` all but ``-n - 1`` of them, as in joblib; at most numba's thread count
-        (``NUMBA_NUM_THREADS``). The result is the same for any value. Use ``n_jobs=1``
-        when fits run side by side in processes, e.g. under
-        ``GridSearchCV(n_jobs=...)`` or :func:`~skseg.image.segment_images`.
+        (``NUMBA_NUM_THREADS``). The result is the same for any value. ``n_jobs=1``
+        suits fits that run side by side in processes that do not limit their threads
+        themselves, such as Dask workers (joblib's own worker processes do).
 
     batch_size : int, default=512
         Query rows per block. Memory of the backend is
