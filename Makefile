@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	@echo ">>> compiling the mean-shift kernels once (numba caches them for every later run)"
+	$(PY) -c "from skseg.meanshift import compile_kernels; print(f'{compile_kernels():.0f} s')"
 	@touch $(STAMP)
 
 demo: $(STAMP)

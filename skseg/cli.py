@@ -21,6 +21,7 @@ __all__ = ["main", "build_parser"]
 def _segment(args):
     from skimage import data, io, transform, util
 
+    from ._device import resolve_device
     from .image import (
         labels_to_image,
         merge_small_regions,
@@ -28,7 +29,7 @@ def _segment(args):
         rgb_to_features,
         segmentation_overview,
     )
-    from .meanshift import MeanShiftSegmenter
+    from .meanshift import MeanShiftSegmenter, compile_kernels
 
     if args.image is None:
         image, name = data.coffee(), "scikit-image sample 'coffee'"
@@ -56,6 +57,10 @@ def _segment(args):
         verbose=not args.quiet,
         **({} if args.grid_cell is None else {"grid_cell": args.grid_cell}),
     )
+    if resolve_device(args.device).type == "cpu":
+        seconds = compile_kernels()
+        if seconds > 2:
+            print(f"compiled the mean-shift kernels in {seconds:.0f} s (first use only: cached)")
     print(f"segmenting {name}: {image.shape[1]} x {image.shape[0]} pixels")
     start = time.perf_counter()
     labels = segmenter.fit_predict(features)

@@ -7,7 +7,7 @@ the reshaping and validation around them.
 
 import numpy as np
 from joblib import Parallel, delayed
-from scipy import ndimage
+from numba import njit
 from skimage import color, io, measure, segmentation, util
 from sklearn.base import clone
 
@@ -242,22 +242,51 @@ def merge_small_regions(label_map, min_size):
         )
     if min_size <= 1 or merged.size == 0:
         return merged
-    regions = measure.label(merged, connectivity=1, background=-1) - 1
+    # labels as their ranks (int64 whatever the dtype, booleans included; the order, and
+    # so the ties, kept)
+    values, codes = np.unique(merged, return_inverse=True)
+    codes = codes.reshape(merged.shape).astype(np.int64)
+    regions = measure.label(codes, connectivity=1, background=-1).astype(np.int64) - 1
     sizes = np.bincount(regions.ravel())
-    boxes = ndimage.find_objects(regions + 1)
     small = np.flatnonzero(sizes < min_size)
-    for region in small[np.argsort(sizes[small], kind="stable")]:
-        rows, cols = boxes[region]
-        # the region's box grown by one pixel: its neighbours all lie inside
-        rows = slice(max(rows.start - 1, 0), rows.stop + 1)
-        cols = slice(max(cols.start - 1, 0), cols.stop + 1)
-        inside = regions[rows, cols] == region
-        ring = ndimage.binary_dilation(inside) & ~inside
-        if not ring.any():
+    # the pixels of every region, region after region
+    pixels = np.argsort(regions.ravel(), kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    order = small[np.argsort(sizes[small], kind="stable")]
+    return values[_merge_regions(regions, codes, order, starts, pixels)]
+
+
+@njit(cache=True)
+def _merge_regions(regions, codes, order, starts, pixels):
+    """Relabel the regions ``order`` in turn with the label most frequent among the
+    pixels next to them (4-connectivity; ties to the smallest label); a Python loop over
+    the regions took 2 s on a photo's 24,000 specks."""
+    height, width = codes.shape
+    region_of, code_of = regions.ravel(), codes.ravel()
+    counted = np.full(height * width, -1)  # the last region whose border held each pixel
+    border = np.empty(height * width, dtype=np.int64)
+    for region in order:
+        n = 0
+        for t in range(starts[region], starts[region + 1]):
+            row, col = divmod(pixels[t], width)
+            for r, c in ((row - 1, col), (row + 1, col), (row, col - 1), (row, col + 1)):
+                if 0 <= r < height and 0 <= c < width:
+                    q = r * width + c
+                    if region_of[q] != region and counted[q] != region:
+                        counted[q] = region
+                        border[n] = code_of[q]
+                        n += 1
+        if n == 0:
             continue
-        values, counts = np.unique(merged[rows, cols][ring], return_counts=True)
-        merged[rows, cols][inside] = values[np.argmax(counts)]
-    return merged
+        labels = np.sort(border[:n])
+        best, longest, run = labels[0], 0, 0
+        for t in range(n):
+            run = run + 1 if t > 0 and labels[t] == labels[t - 1] else 1
+            if run > longest:  # strictly longer: ties go to the smaller label
+                best, longest = labels[t], run
+        for t in range(starts[region], starts[region + 1]):
+            code_of[pixels[t]] = best
+    return codes
 
 
 def _segment_one(segmenter, image, spatial_scale):

@@ -13,6 +13,8 @@ from skseg.image import (
     segmentation_overview,
 )
 
+from .reference import merge_small_regions_reference
+
 
 def test_rgb_to_features_is_lab_per_pixel():
     image = data.astronaut()[:8, :5]
@@ -113,6 +115,21 @@ def test_merge_small_regions_properties(label_map, min_size):
                 assert value in np.r_[label_map[ring], merged[ring]]
             else:
                 assert value == label_map[inside][0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.int64, st.tuples(st.integers(1, 14), st.integers(1, 14)), elements=st.integers(0, 4)),
+    st.sampled_from([np.int64, np.uint8, np.int16, np.bool_]),
+    st.integers(0, 8),
+)
+def test_merge_small_regions_against_reference(label_map, dtype, min_size):
+    from skseg.image import merge_small_regions
+
+    label_map = (label_map % 2 if dtype is np.bool_ else label_map).astype(dtype)
+    merged = merge_small_regions(label_map, min_size)
+    assert merged.dtype == label_map.dtype
+    np.testing.assert_array_equal(merged, merge_small_regions_reference(label_map, min_size))
 
 
 def test_merge_small_regions_takes_the_longest_border_and_checks_input():

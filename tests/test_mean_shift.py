@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import joblib
 import numba
 import numpy as np
@@ -9,6 +12,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 from skseg import MeanShiftSegmenter
 from skseg.meanshift import _backend as backend
+from skseg.meanshift import _kernels as kernels
+from skseg.meanshift import compile_kernels
 
 from .reference import blurring_mean_shift_reference, standard_mean_shift_reference
 
@@ -361,3 +366,58 @@ def test_grid_cell_must_be_positive():
 
     with pytest.raises(InvalidParameterError, match="grid_cell"):
         MeanShiftSegmenter(algorithm="grid", grid_cell=0).fit(np.zeros((3, 2)))
+
+
+@numba.njit(nogil=True)
+def _take_every_item(counter, taken, fail_at):
+    while True:
+        item = kernels._next_item(counter)
+        if item >= len(taken):
+            break
+        if item == fail_at:
+            raise ValueError("item failed")
+        taken[item] += 1
+
+
+@pytest.mark.parametrize("n_items", [0, 1, 7, 200_000])
+def test_in_threads_hands_out_every_item_once(n_items):
+    before = numba.get_num_threads()
+    try:
+        for n_threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(n_threads)
+            taken = np.zeros(n_items, dtype=np.int64)
+            kernels.in_threads(_take_every_item, n_items, taken, -1)
+            np.testing.assert_array_equal(taken, 1)
+            if n_items:
+                with pytest.raises(ValueError, match="item failed"):
+                    kernels.in_threads(_take_every_item, n_items, taken, n_items - 1)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_compile_kernels_compiles_what_fits_use():
+    # a fresh process: after compile_kernels, fits of every kind load or compile nothing
+    code = """
+import numba, numpy as np
+from skseg import MeanShiftSegmenter, image
+from skseg.meanshift import _kernels, compile_kernels
+def compiled():
+    return {name: set(f.signatures) for module in (_kernels, image)
+            for name, f in vars(module).items()
+            if isinstance(f, numba.core.dispatcher.Dispatcher)}
+compile_kernels(("float32", "float64"))
+before = compiled()
+rng = np.random.RandomState(0)
+for d in (3, 5):
+    X = rng.rand(600, d) * 20
+    for dtype in ("float32", "float64"):
+        for algorithm in ("blurring", "standard", "grid"):
+            MeanShiftSegmenter(algorithm=algorithm, dtype=dtype, device="cpu").fit(X).predict(X)
+image.merge_small_regions(rng.randint(0, 3, size=(30, 20)).astype(np.uint8), 5)
+after = compiled()
+assert after == before, {k: after[k] - before[k] for k in after if after[k] != before[k]}
+assert any(before.values())
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=600)
+    with pytest.raises(ValueError, match="float16"):
+        compile_kernels(("float16",))

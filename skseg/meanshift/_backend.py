@@ -31,10 +31,12 @@ tolerance of the exact step:
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch
 
+from ..image import merge_small_regions
 from . import _kernels as kernels
 
 #: most source columns in one block of the torch kernel; bounds its memory at
@@ -267,7 +269,8 @@ def merge_coincident(points, weights, inverse, tol):
         return points, weights, inverse
     # cell indices, computed in float64 so that huge scaled coordinates (tiny bandwidths)
     # cannot overflow
-    points_np = points.detach().cpu().numpy()
+    # C order whatever the tensor's strides: one compiled version of each kernel
+    points_np = np.ascontiguousarray(points.detach().cpu().numpy())
     keys = np.round(points_np.astype(np.float64) / tol)
     first, group_np = kernels.row_groups(keys)
     if len(first) == len(points):
@@ -289,7 +292,7 @@ def unique_rows(X):
     (:func:`skseg.meanshift._kernels.row_groups`, three times as fast as sorting a
     megapixel's rows); only the distinct rows are sorted.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float64)
     first, group = kernels.row_groups(X)
     distinct = X[first]
     order = np.lexsort(distinct.T[::-1])
@@ -421,3 +424,53 @@ def run_mean_shift(
     # back to data units in float64: bandwidth * sqrt(2) may not fit the working dtype
     positions = (positions.astype(np.float64) * scale + origin).astype(positions.dtype)
     return positions, inverse.cpu().numpy(), n_iter, unique, unique_inverse
+
+
+def compile_kernels(dtypes=("float32",)):
+    """Compile the CPU kernels of :class:`~skseg.MeanShiftSegmenter` now.
+
+    Those of :func:`skseg.image.merge_small_regions`, which cleans up its label maps, too.
+
+    numba compiles the kernels on their first use in an environment and caches the
+    machine code beside the package (or in ``NUMBA_CACHE_DIR`` when that folder cannot be
+    written), keyed by the CPU. The first fit there therefore spends about 15 seconds
+    compiling on 2 cores (7 more for float64); later fits, in any process, load the
+    cache in under a second. Call this once where that wait should not fall on a user:
+    when building a container image or an environment, or before timing a fit.
+    ``make install`` does.
+
+    Parameters
+    ----------
+    dtypes : sequence of {"float32", "float64"}, default=("float32",)
+        Working precisions to compile for (the estimator's ``dtype``); each has its own
+        machine code.
+
+    Returns
+    -------
+    float
+        Seconds spent, compiling or loading the cache.
+
+    Examples
+    --------
+    >>> from skseg.meanshift import compile_kernels
+    >>> seconds = compile_kernels()
+    """
+    start = time.perf_counter()
+    # two points that collapse into one (so that merging runs too) and one far away
+    X = np.array([[0.0, 0.0, 0.0], [1e-3, 0.0, 0.0], [40.0, 40.0, 40.0]])
+    for dtype in dtypes:
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtypes must hold 'float32' or 'float64', got {dtype!r}")
+        run_mean_shift(
+            X,
+            bandwidth=1.0,
+            max_iter=2,
+            tol=0.0,
+            algorithm="blurring",
+            batch_size=512,
+            device=torch.device("cpu"),
+            dtype=getattr(torch, dtype),
+            grid_cell=0.2,
+        )
+    merge_small_regions(np.array([[0, 1, 0]]), 2)
+    return time.perf_counter() - start

@@ -24,14 +24,20 @@ centred on the leaf and each pair's exponent is a dot product plus a per-source 
 numba's, in the difference form, with the C library's ``exp``. Kernels exist for up to 3
 and up to 5 features (colour, colour and position); fewer features are padded with
 zeros.
+
+The kernels run on plain threads (:func:`in_threads`) and copy between arrays in loops
+rather than by slice assignment, which numba compiles with shape checks and their error
+messages: both keep the compilation of their first use short (see
+:func:`skseg.meanshift.compile_kernels`).
 """
 
 import math
+import threading
 
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic, overload
 
 from . import _pair_loops
@@ -89,9 +95,10 @@ def _gather(sources, log_w, s_starts, leaves, first, last, m, centre, dot):
     at = 0
     for p in range(first, last):
         lo, hi = s_starts[leaves[p]], s_starts[leaves[p] + 1]
-        for k in range(width):
-            buf[k, at : at + hi - lo] = sources[k, lo:hi]
-        buf[width, at : at + hi - lo] = log_w[lo:hi]
+        for j in range(hi - lo):
+            for k in range(width):
+                buf[k, at + j] = sources[k, lo + j]
+            buf[width, at + j] = log_w[lo + j]
         at += hi - lo
     if dot:
         for k in range(width):
@@ -104,9 +111,11 @@ def _gather(sources, log_w, s_starts, leaves, first, last, m, centre, dot):
         offsets, log_weights = buf[width + 1], buf[width]
         for j in range(m):
             offsets[j] = _LOG2E * (np.float64(log_weights[j]) - norm2[j])
-    for k in range(width):
-        buf[k, m:] = buf[k, m - 1]
-    buf[width:, m:] = -np.inf
+    for j in range(m, buf.shape[1]):
+        for k in range(width):
+            buf[k, j] = buf[k, m - 1]
+        for k in range(width, width + 2):
+            buf[k, j] = -np.inf
     return buf
 
 
@@ -234,8 +243,9 @@ def _exp_kernel(x, out, dot):
     acc = np.zeros((4, 1), dtype=x.dtype)
     active = np.zeros(1, dtype=np.int64)
     for i in range(len(x)):
-        buf[3:, 0] = x[i]
-        acc[:] = 0
+        buf[3, 0] = buf[4, 0] = x[i]
+        for k in range(4):
+            acc[k, 0] = 0
         if dot:
             _dot_sums_3(queries, 0, buf, acc, active)
         else:
@@ -284,6 +294,48 @@ def _float64_from_bits(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _next_item(typingctx, counter):
+    """Take the next item from ``counter`` (an int64 array of one element): add one to
+    it atomically and return its value before."""
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.atomic_rmw("add", data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return types.int64(counter), codegen
+
+
+def in_threads(kernel, n_items, *args):
+    """Run ``kernel(counter, *args)`` on ``numba.get_num_threads()`` threads at once.
+
+    ``kernel`` is compiled with ``nogil=True`` and takes items ``0 .. n_items - 1`` from
+    the shared ``counter`` (:func:`_next_item`) until none are left: items of very
+    different cost are handed out one at a time. Each item writes its own part of the
+    outputs, so the result does not depend on which thread takes which item. Plain
+    threads rather than numba's ``prange``, which compiles every loop body a second time:
+    with it, the kernels' first use compiled for 32-40 s on 2 cores, without it 17-20 s.
+    """
+    counter = np.zeros(1, dtype=np.int64)
+    n_threads = max(1, min(numba.get_num_threads(), n_items))
+    errors = []
+
+    def work():
+        try:
+            kernel(counter, *args)
+        except BaseException as error:  # pragma: no cover - re-raised below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work) for _ in range(n_threads - 1)]
+    for thread in threads:
+        thread.start()
+    work()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
 @njit(inline="always")
 def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, ends, left_a, left_b):
     """Per query, the bounds of what the leaves not met yet can add after every chunk.
@@ -309,12 +361,13 @@ def _tails(queries, lo, n, box_lo, box_hi, box_weight, leaves, first, ends, left
     c = len(ends) - 1
     for p in range(ends[-1] - 1, first - 1, -1):
         if p == ends[c] - 1:  # the sums now hold the leaves from ends[c] on
-            tail_a[c] = a_sum
-            tail_b[c] = b_sum
+            for i in range(n):
+                tail_a[c, i] = a_sum[i]
+                tail_b[c, i] = b_sum[i]
             c -= 1
         leaf = leaves[p]
-        gap2[:] = 0.0
-        far2[:] = 0.0
+        for i in range(n):
+            gap2[i] = far2[i] = 0.0
         for k in range(d):
             low, high = box_lo[leaf, k], box_hi[leaf, k]
             for i in range(n):
@@ -389,12 +442,16 @@ def _centring(queries, lo, n, dot_radius2):
 # vector and scalar versions, which round differently, depending on the alignment of
 # their arrays; that moved the stopping points, and so the results, from run to run.
 # The sums (_add_3, _add_5) are compiled apart, with fast-math.
-@njit(parallel=True, cache=True)
-def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight, ptr,
-           leaves, left_a, left_b, tolerance, dot_radius2, out):
-    """Parallel over query leaves: meet each leaf's list chunk by chunk, stop when settled."""
+@njit(nogil=True, cache=True)
+def _means(counter, queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weight,
+           ptr, leaves, left_a, left_b, tolerance, dot_radius2, out):
+    """One thread's share of the query leaves: meet each leaf's list chunk by chunk, stop
+    when settled."""
     width = queries.shape[0]
-    for leaf in prange(len(q_starts) - 1):
+    while True:
+        leaf = _next_item(counter)
+        if leaf >= len(q_starts) - 1:
+            break
         lo, hi = q_starts[leaf], q_starts[leaf + 1]
         first, end = ptr[leaf], ptr[leaf + 1]
         ends, sizes = _chunks(s_starts, leaves, first, end)
@@ -402,8 +459,9 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
                                 leaves, first, ends, left_a[leaf], left_b[leaf])
         centre, offsets, scale, dot = _centring(queries, lo, hi - lo, dot_radius2)
         factors = np.empty((width, hi - lo if dot else 0), dtype=queries.dtype)
-        if dot:
-            factors[:] = 2 * _LOG2E * offsets
+        for k in range(width if dot else 0):
+            for i in range(hi - lo):
+                factors[k, i] = 2 * _LOG2E * offsets[k, i]
         acc = np.zeros((width + 1, hi - lo), dtype=queries.dtype)
         active = np.arange(hi - lo)
         n_active = hi - lo
@@ -440,7 +498,6 @@ def _means(queries, q_starts, sources, log_w, s_starts, box_lo, box_hi, box_weig
                     out[k, lo + i] = queries[k, lo + i] + acc[k + 1, i] / acc[0, i]
 
 
-@njit(parallel=True, cache=True)
 def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
     """The lists of one block of query leaves (see
     :func:`skseg.meanshift._backend.leaf_lists`), one query leaf per row, in parallel.
@@ -452,12 +509,25 @@ def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
     ``budget`` times the query leaf's weight floor; the largest bound always stays.
     """
     n_rows, n_src = len(q_lo), len(s_lo)
-    d = q_lo.shape[1]
     lists = np.empty((n_rows, n_src), dtype=np.int64)
     counts = np.empty(n_rows, dtype=np.int64)
     left_a = np.zeros(n_rows)
     left_b = np.zeros(n_rows)
-    for r in prange(n_rows):
+    in_threads(_list_rows, n_rows, q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget,
+               lists, counts, left_a, left_b)
+    return lists, counts, left_a, left_b
+
+
+@njit(nogil=True, cache=True)
+def _list_rows(counter, q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget, lists, counts,
+               left_a, left_b):
+    """One thread's share of the rows of :func:`leaf_list_block`."""
+    n_rows, n_src = len(q_lo), len(s_lo)
+    d = q_lo.shape[1]
+    while True:
+        r = _next_item(counter)
+        if r >= n_rows:
+            break
         near2 = np.zeros(n_src)  # squared nearest and farthest distances between boxes
         far2 = np.zeros(n_src)
         for j in range(n_src):
@@ -484,13 +554,14 @@ def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
         kept = np.ones(n_src, dtype=np.bool_)
         largest = np.argmax(bound)
         small = budget * floor / n_src
-        running = 0.0
+        # summed locally: neighbouring rows, taken by other threads, share cache lines
+        running = a_left = b_left = 0.0
         for j in range(n_src):
             if bound[j] <= small and j != largest:
                 running += bound[j]
                 kept[j] = False
-                left_a[r] += reach[j]
-                left_b[r] += reach[j] * far[j]
+                a_left += reach[j]
+                b_left += reach[j] * far[j]
         rest = np.flatnonzero(kept)
         by_bound = rest[np.argsort(bound[rest], kind="mergesort")]
         for rank in range(len(rest) - 1):  # the leaf of the largest bound always stays
@@ -499,17 +570,19 @@ def leaf_list_block(q_lo, q_hi, q_floor, s_lo, s_hi, s_weight, budget):
             if running > budget * floor:
                 break
             kept[j] = False
-            left_a[r] += reach[j]
-            left_b[r] += reach[j] * far[j]
+            a_left += reach[j]
+            b_left += reach[j] * far[j]
+        left_a[r], left_b[r] = a_left, b_left
         n_kept = 0
         for j in range(n_src):
             if kept[j]:
                 lists[r, n_kept] = j
                 n_kept += 1
         counts[r] = n_kept
-        order = np.argsort(near2[lists[r, :n_kept]], kind="mergesort")
-        lists[r, :n_kept] = lists[r, :n_kept][order]
-    return lists, counts, left_a, left_b
+        kept_leaves = lists[r, :n_kept]
+        by_distance = kept_leaves[np.argsort(near2[kept_leaves], kind="mergesort")]
+        for rank in range(n_kept):
+            kept_leaves[rank] = by_distance[rank]
 
 
 @njit(cache=True)
@@ -599,7 +672,8 @@ def kd_order(points, leaf_size):
     order = np.arange(len(points))
     bounds = _top_nodes(points, order, leaf_size, KD_SERIAL_LEVELS)
     starts = np.empty(len(points) + 1, dtype=np.int64)
-    counts = _split_nodes(points, order, bounds, leaf_size, starts)
+    counts = np.empty(len(bounds) - 1, dtype=np.int64)
+    in_threads(_split_nodes, len(counts), points, order, bounds, leaf_size, starts, counts)
     return order, _gather_starts(starts, bounds, counts)
 
 
@@ -621,14 +695,16 @@ def _top_nodes(points, order, leaf_size, levels):
     return bounds
 
 
-@njit(parallel=True, cache=True)
-def _split_nodes(points, order, bounds, leaf_size, starts):
-    """Split every node in parallel; each writes its leaves' starts from its own start
-    on (a node has no more leaves than points). Returns every node's number of leaves."""
-    counts = np.empty(len(bounds) - 1, dtype=np.int64)
-    for t in prange(len(bounds) - 1):
+@njit(nogil=True, cache=True)
+def _split_nodes(counter, points, order, bounds, leaf_size, starts, counts):
+    """One thread's share of the nodes: split each, writing its leaves' starts from its own
+    start on (a node has no more leaves than points) and its number of leaves to
+    ``counts``."""
+    while True:
+        t = _next_item(counter)
+        if t >= len(bounds) - 1:
+            break
         counts[t] = _leaves(points, order, bounds[t], bounds[t + 1], leaf_size, starts)
-    return counts
 
 
 @njit(cache=True)
@@ -772,21 +848,20 @@ def leaf_list_means(
     padded_queries = padded(queries)
     padded_sources = padded_queries if sources is queries else padded(sources)
     _pair_loops.register()  # before _means is compiled or loaded from numba's cache
-    # leaves differ widely in work (dense ones stop early): hand them out one at a time
-    # rather than in one equal block per thread
-    with numba.parallel_chunksize(1):
-        _means(
-            padded_queries,
-            q_starts.astype(as_index),
-            padded_sources,
-            log_w.astype(queries.dtype),
-            s_starts.astype(as_index),
-            *(np.ascontiguousarray(b, dtype=np.float64) for b in boxes),
-            ptr.astype(as_index),
-            leaves.astype(as_index),
-            *(np.asarray(b, dtype=np.float64) for b in left),
-            float(tolerance),
-            DOT_RADIUS2 if queries.dtype == np.float32 else -1.0,
-            out,
-        )
+    in_threads(
+        _means,
+        len(q_starts) - 1,
+        padded_queries,
+        q_starts.astype(as_index),
+        padded_sources,
+        log_w.astype(queries.dtype),
+        s_starts.astype(as_index),
+        *(np.ascontiguousarray(b, dtype=np.float64) for b in boxes),
+        ptr.astype(as_index),
+        leaves.astype(as_index),
+        *(np.asarray(b, dtype=np.float64) for b in left),
+        float(tolerance),
+        DOT_RADIUS2 if queries.dtype == np.float32 else -1.0,
+        out,
+    )
     return out[:d].T
