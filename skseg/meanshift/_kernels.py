@@ -313,8 +313,8 @@ def in_threads(kernel, n_items, *args):
     the shared ``counter`` (:func:`_next_item`) until none are left: items of very
     different cost are handed out one at a time. Each item writes its own part of the
     outputs, so the result does not depend on which thread takes which item. Plain
-    threads rather than numba's ``prange``, which compiles every loop body a second time:
-    with it, the kernels' first use compiled for 32-40 s on 2 cores, without it 17-20 s.
+    threads rather than numba's ``prange``, which compiles every loop body a second time
+    (the first use compiled for 32-40 s on 2 cores with it, 17-20 s without).
     """
     counter = np.zeros(1, dtype=np.int64)
     n_threads = max(1, min(numba.get_num_threads(), n_items))
@@ -323,7 +323,7 @@ def in_threads(kernel, n_items, *args):
     def work():
         try:
             kernel(counter, *args)
-        except BaseException as error:  # pragma: no cover - re-raised below
+        except BaseException as error:  # re-raised in the calling thread
             errors.append(error)
 
     threads = [threading.Thread(target=work) for _ in range(n_threads - 1)]
