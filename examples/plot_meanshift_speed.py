@@ -17,7 +17,10 @@ import torch
 from skimage import color, data
 
 from skseg import MeanShiftSegmenter
+from skseg.meanshift import compile_kernels
 
+# skseg's CPU kernels are compiled on their first use (then cached): do it before timing
+compile_kernels()
 lab = color.rgb2lab(data.coffee()).reshape(-1, 3)
 rng = np.random.default_rng(0)
 bandwidth, steps = 2.5, 20
