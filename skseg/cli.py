@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,9 +59,20 @@ def _segment(args):
         **({} if args.grid_cell is None else {"grid_cell": args.grid_cell}),
     )
     if resolve_device(args.device).type == "cpu":
-        seconds = compile_kernels()
-        if seconds > 2:
-            print(f"compiled the mean-shift kernels in {seconds:.0f} s (first use only: cached)")
+        # loading them takes under a second; a compilation is announced while it runs
+        notice = threading.Timer(
+            COMPILE_NOTICE_AFTER,
+            print,
+            ["compiling the mean-shift kernels (first use only, about 15 s on 2 cores)"],
+            {"flush": True},
+        )
+        notice.start()
+        try:
+            seconds = compile_kernels()
+        finally:
+            notice.cancel()
+        if seconds > COMPILE_NOTICE_AFTER:
+            print(f"compiled them in {seconds:.0f} s; numba caches them for later runs")
     print(f"segmenting {name}: {image.shape[1]} x {image.shape[0]} pixels")
     start = time.perf_counter()
     labels = segmenter.fit_predict(features)
@@ -78,6 +90,8 @@ def _segment(args):
 
 #: largest image ``skseg segment`` makes by rescaling (100 megapixels)
 MAX_PIXELS = 100_000_000
+#: seconds after which ``skseg segment`` says that it is compiling the kernels
+COMPILE_NOTICE_AFTER = 2.0
 #: file types ``skseg segment`` writes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -447,6 +461,8 @@ def main(argv=None):
     >>> import os, tempfile
     >>> from skseg.cli import main
     >>> out = os.path.join(tempfile.mkdtemp(), "coffee.png")
+    >>> from skseg.meanshift import compile_kernels
+    >>> _ = compile_kernels()  # on the first use, ``segment`` would say it compiles them
     >>> main(["segment", "--scale", "0.05", "--quiet", "-o", out])  # doctest: +ELLIPSIS
     segmenting scikit-image sample 'coffee': 30 x 20 pixels
     ... segments in ... s (... steps on ...)

@@ -31,6 +31,28 @@ def test_segment_file_quietly(tmp_path, capsys):
     assert io.imread(out).shape == (32, 96, 3)
 
 
+def test_segment_announces_a_compilation_while_it_runs(monkeypatch, tmp_path, capsys):
+    import time
+
+    import skseg.cli
+    import skseg.meanshift
+
+    def slow_compile():
+        time.sleep(0.3)
+        return 0.3
+
+    monkeypatch.setattr(skseg.cli, "COMPILE_NOTICE_AFTER", 0.1)
+    monkeypatch.setattr(skseg.meanshift, "compile_kernels", slow_compile)
+    argv = ["segment", "--scale", "0.05", "--quiet", "--device", "cpu"]
+    assert main([*argv, "-o", str(tmp_path / "a.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("compiling the mean-shift kernels")
+    assert lines[1] == "compiled them in 0 s; numba caches them for later runs"
+    monkeypatch.setattr(skseg.meanshift, "compile_kernels", lambda: 0.01)  # a cache load
+    assert main([*argv, "-o", str(tmp_path / "b.png")]) == 0
+    assert "compil" not in capsys.readouterr().out
+
+
 def test_segment_grid_cell_reaches_the_estimator(monkeypatch, tmp_path):
     from skseg.meanshift import MeanShiftSegmenter
 
