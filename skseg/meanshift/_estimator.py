@@ -164,6 +164,10 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
        a time comes from a matrix product and is reduced by a second one; memory never
        exceeds one ``batch_size x 8192`` block.
 
+    numba compiles the CPU kernels the first time they run in an environment (about 15 s
+    on 2 cores, then cached for every later process);
+    :func:`~skseg.meanshift.compile_kernels` does it ahead of time.
+
     Blurring mean-shift is chaotic at saddle points between modes: a point exactly
     between two modes may fall either way under any rounding, so float32 is judged by
     the share of points that agree with a float64 reference, not by the worst point.
