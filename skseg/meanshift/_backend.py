@@ -456,12 +456,13 @@ def compile_kernels(dtypes=("float32",)):
     >>> from skseg.meanshift import compile_kernels
     >>> seconds = compile_kernels()
     """
+    unknown = [dtype for dtype in dtypes if dtype not in ("float32", "float64")]
+    if unknown:  # before any compiling
+        raise ValueError(f"dtypes must hold 'float32' or 'float64', got {unknown[0]!r}")
     start = time.perf_counter()
     # two points that collapse into one (so that merging runs too) and one far away
     X = np.array([[0.0, 0.0, 0.0], [1e-3, 0.0, 0.0], [40.0, 40.0, 40.0]])
     for dtype in dtypes:
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtypes must hold 'float32' or 'float64', got {dtype!r}")
         run_mean_shift(
             X,
             bandwidth=1.0,
