@@ -63,8 +63,8 @@ def test_architecture_follows_segnet():
     kinds = [type(m) for m in net.encoders[0]]
     assert kinds == [torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU]
     assert net(torch.zeros(2, 1, 32, 48)).shape == (2, 11, 32, 48)
-    with pytest.raises(ValueError, match="divisible by 16"):
-        net(torch.zeros(1, 1, 40, 40))
+    with pytest.raises(ValueError, match="at least 2\\*\\*depth = 16"):
+        net(torch.zeros(1, 1, 15, 40))
 
 
 def test_upsampled_top_block_leaves_out_the_full_resolution_decoder():
@@ -94,7 +94,11 @@ def test_upsampled_top_block_leaves_out_the_full_resolution_decoder():
 
 
 def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
-    """SegNetLite's forward pass in eval mode, written out with torch.nn.functional."""
+    """SegNetLite's forward pass in eval mode, written out with torch.nn.functional.
+
+    Odd sides are padded to even ones for pooling (with -inf, which no maximum comes
+    from) and every unpooled or upsampled map is cut back to the size it came from.
+    """
 
     def block(layers, x):
         conv, bn, _ = layers
@@ -102,11 +106,17 @@ def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
         x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps)
         return F.relu(x)
 
+    def pad_to_even(x):
+        return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2), value=-torch.inf)
+
+    def cut(x, like):
+        return x[..., : like.shape[-2], : like.shape[-1]]
+
     image, features, indices = x, [], []
     for layers in net.encoders:
         x = block(layers, x)
         features.append(x)
-        x, idx = F.max_pool2d(x, 2, return_indices=True)
+        x, idx = F.max_pool2d(pad_to_even(x), 2, return_indices=True)
         indices.append(idx)
 
     def pixel_scores(image):  # the input skip: the image and its soft steps, 1x1 conv
@@ -119,7 +129,7 @@ def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
     upsample = top_block == "upsample"
     decoders = iter(reversed(net.decoders))
     for level in reversed(range(int(upsample), len(net.encoders))):
-        x = F.max_unpool2d(x, indices[level], 2)
+        x = cut(F.max_unpool2d(x, indices[level], 2), features[level])
         if level == 0:
             x = x + pixel_scores(image)
         elif encoder_skip:
@@ -128,10 +138,11 @@ def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
     scores = F.conv2d(x, net.classifier.weight, net.classifier.bias)
     if upsample:  # half-resolution scores, bilinearly doubled, plus the pixels' own
         scores = F.interpolate(scores, scale_factor=2, mode="bilinear", align_corners=False)
-        scores = scores + pixel_scores(image)
+        scores = cut(scores, image) + pixel_scores(image)
     return scores
 
 
+@pytest.mark.parametrize("size", [(16, 24), (19, 29), (8, 9)])
 @pytest.mark.parametrize(
     "encoder_skip, input_thresholds, top_block",
     [
@@ -142,7 +153,9 @@ def _functional_segnet(net, x, encoder_skip, top_block="unpool"):
         (False, 0, "upsample"),
     ],
 )
-def test_forward_matches_a_functional_reference(encoder_skip, input_thresholds, top_block):
+def test_forward_matches_a_functional_reference(
+    encoder_skip, input_thresholds, top_block, size
+):
     torch.manual_seed(0)
     net = SegNetLite(
         width=4,
@@ -155,7 +168,7 @@ def test_forward_matches_a_functional_reference(encoder_skip, input_thresholds, 
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
-    x = torch.rand(2, 1, 16, 24)
+    x = torch.rand(2, 1, *size)
     with torch.no_grad():
         expected = _functional_segnet(net, x, encoder_skip, top_block)
         torch.testing.assert_close(net(x), expected)
@@ -250,8 +263,24 @@ def test_predict_proba_and_labels(small_data):
     assert proba.shape == (4, len(seg.classes_), 32, 32)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(seg.classes_[proba.argmax(1)], seg.predict(X[:4]))
-    # images of another size work too (fully convolutional), and (n, H, W) input
+    # images of another size work too (fully convolutional), odd sides included, and
+    # (n, H, W) input
     assert seg.predict(X[:2, 0, :16, :24]).shape == (2, 16, 24)
+    assert seg.predict(X[:2, 0, :19, :27]).shape == (2, 19, 27)
+
+
+@pytest.mark.parametrize("top_block", ["unpool", "upsample"])
+def test_odd_sized_images_train_and_predict(small_data, top_block):
+    X, y = small_data
+    # 31 x 29 (odd sides at every pooling level but the lowest), the digits moved so
+    # that many cross the last row or column
+    X = np.roll(X, (12, 14), axis=(-2, -1))[:, :, :31, :29]
+    y = np.roll(y, (12, 14), axis=(-2, -1))[:, :31, :29]
+    params = {**TINY, "top_block": top_block}
+    seg = SegNetSegmenter(max_epochs=8, validation_fraction=0.25, **params).fit(X, y)
+    y_pred = seg.predict(X)
+    assert y_pred.shape == y.shape
+    assert seg.score(X, y) > 0.4  # chance is about 0.3 (see the test above)
 
 
 def test_test_time_shifts_average_shifted_copies(small_data):
@@ -339,7 +368,7 @@ def test_flattened_images_with_image_shape(small_data):
         (np.zeros((2, 16, 16)), np.zeros((3, 16, 16)), "label map of shape"),
         (np.zeros((2, 16, 32)), np.zeros((2, 32, 16)), "label map of shape"),
         (np.full((2, 16, 16), np.nan), np.zeros((2, 16, 16)), "NaN"),
-        (np.zeros((2, 18, 18)), np.zeros((2, 18, 18)), "divisible by 2\\*\\*depth = 4"),
+        (np.zeros((2, 3, 18)), np.zeros((2, 3, 18)), "at least 2\\*\\*depth = 4"),
         (np.zeros((2, 16, 16)), np.full((2, 16, 16), 0.5), "integer class labels"),
         (np.zeros((2, 16, 16)), None, "requires y"),
         (np.zeros((0, 16, 16)), np.zeros((0, 16, 16)), "0 sample"),

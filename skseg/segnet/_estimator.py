@@ -66,7 +66,8 @@ class SegNetSegmenter(NeuralNet):
         Channels of the first encoder block (doubled per level).
 
     depth : int, default=4
-        Encoder levels; image sides must be divisible by ``2**depth``.
+        Encoder levels; image sides must be at least ``2**depth`` pixels (any size
+        above that works, see :class:`~skseg.segnet.SegNetLite`).
 
     convs_per_block : int, sequence of int or None, default=None
         Conv2d -> BatchNorm2d -> ReLU units per encoder and decoder block, for all levels
@@ -611,7 +612,8 @@ class SegNetSegmenter(NeuralNet):
         Parameters
         ----------
         X : array-like of shape (n, H, W) or (n, C, H, W)
-            Images (any size divisible by ``2**depth``).
+            Images of any size with sides of at least ``2**depth`` pixels, not
+            necessarily the training images' size.
 
         Returns
         -------

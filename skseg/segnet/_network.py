@@ -109,8 +109,10 @@ class SegNetLite(nn.Module):
         Channels of the first encoder block; doubled at every level.
 
     depth : int, default=4
-        Number of encoder (and decoder) levels. Inputs must have a height and width
-        divisible by ``2**depth``. ``0`` leaves only the 1x1 classifier.
+        Number of encoder (and decoder) levels. Inputs may have any height and width of
+        at least ``2**depth`` pixels: an odd side keeps its last row or column in a
+        pooling window of its own (``ceil_mode``), and every decoder level unpools to the
+        size of its encoder level. ``0`` leaves only the 1x1 classifier.
 
     convs_per_block : int or sequence of int, default=1
         Conv2d -> BatchNorm2d -> ReLU units per block (the original SegNet uses 2-3), for
@@ -185,7 +187,9 @@ class SegNetLite(nn.Module):
             _conv_bn_relu(c_in, c_out, n)
             for c_in, c_out, n in zip([in_channels, *channels[:-1]], channels, convs)
         )
-        self.pool = nn.MaxPool2d(2, stride=2, return_indices=True)
+        # ceil_mode: an odd side keeps its last row or column in a window of one; the
+        # decoder unpools to each encoder block's own size, so images of any size pass
+        self.pool = nn.MaxPool2d(2, stride=2, return_indices=True, ceil_mode=True)
         self.unpool = nn.MaxUnpool2d(2, stride=2)
         levels = list(zip(channels, [width, *channels[:-1]], convs))[self.first_decoded :]
         self.decoders = nn.ModuleList(_conv_bn_relu(c_in, c_out, n) for c_in, c_out, n in levels)
@@ -201,17 +205,17 @@ class SegNetLite(nn.Module):
         # depth 0 is a per-pixel linear classifier (used for single-pixel "images")
         self.classifier = nn.Conv2d(width if depth else in_channels, n_classes, kernel_size=1)
 
-    def _unpool(self, x, indices):
+    def _unpool(self, x, indices, size):
         # max-unpooling only moves values: keep autocast from widening them to float32
         with torch.autocast(x.device.type, enabled=False):
-            return self.unpool(x, indices)
+            return self.unpool(x, indices, output_size=size)
 
     def forward(self, x):
-        factor = 2**self.depth
-        if x.ndim != 4 or x.shape[-2] % factor or x.shape[-1] % factor:
+        smallest = 2**self.depth
+        if x.ndim != 4 or min(x.shape[-2:]) < smallest:
             raise ValueError(
                 f"SegNetLite with depth={self.depth} needs input of shape (n, channels, H, W)"
-                f" with H and W divisible by {factor}, got {tuple(x.shape)}"
+                f" with H and W at least 2**depth = {smallest}, got {tuple(x.shape)}"
             )
         image = x
         features, indices = [], []
@@ -221,7 +225,7 @@ class SegNetLite(nn.Module):
             x, idx = self.pool(x)
             indices.append(idx)
         for level in reversed(range(self.first_decoded, self.depth)):
-            x = self._unpool(x, indices[level])
+            x = self._unpool(x, indices[level], features[level].shape[-2:])
             if level > 0 and self.encoder_skip:
                 x = x + features[level]
             if level == 0 and self.skip is not None:
@@ -229,9 +233,12 @@ class SegNetLite(nn.Module):
             x = self.decoders[level - self.first_decoded](x)
         scores = self.classifier(x)
         if self.first_decoded:
+            # twice the half-resolution grid, cut to the image: an odd side's last row
+            # or column lies where it would in a canvas one pixel larger
+            height, width = image.shape[-2:]
             scores = F.interpolate(
-                scores, size=image.shape[-2:], mode="bilinear", align_corners=False
-            )
+                scores, scale_factor=2.0, mode="bilinear", align_corners=False
+            )[..., :height, :width]
             if self.skip is not None:
                 scores = scores + self._skip(image)
         return scores

@@ -26,7 +26,7 @@ def check_images(X, *, image_shape, depth):
     image_shape : tuple of int or None
         ``(H, W)`` or ``(C, H, W)`` of flattened images.
     depth : int
-        Poolings of the network: height and width must be divisible by ``2**depth``.
+        Poolings of the network: height and width must be at least ``2**depth``.
 
     Returns
     -------
@@ -80,10 +80,10 @@ def check_images(X, *, image_shape, depth):
             "channels, which cannot be pooled; pass images of shape (n, H, W) or "
             "(n, C, H, W), or flattened images with image_shape=(H, W)"
         )
-    if X.shape[-2] % factor or X.shape[-1] % factor:
+    if min(X.shape[-2:]) < factor:
         raise ValueError(
-            f"image size {X.shape[-2]} x {X.shape[-1]} cannot be pooled {depth} "
-            f"times: height and width must be divisible by 2**depth = {factor}"
+            f"image size {X.shape[-2]} x {X.shape[-1]} is too small to be pooled {depth} "
+            f"times: height and width must be at least 2**depth = {factor}"
         )
     return X, flat
 
