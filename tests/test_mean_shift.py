@@ -244,7 +244,7 @@ def test_n_jobs_sets_the_threads_of_fit_and_not_its_result(coffee_lab_small, mon
         ([[0.0, np.inf]], "infinity"),
         (np.empty((0, 3)), "0 sample"),
         ([1.0, 2.0, 3.0], "Expected 2D array"),
-        (np.zeros((2, 2, 2)), "dim 3"),
+        (np.zeros((2, 2, 3)), "looks like an image.*rgb_to_features"),
         ([["a", "b"]], "string"),
         (np.array([[1 + 1j, 0]]), "Complex"),
     ],
@@ -264,6 +264,9 @@ def test_predict_checks_the_number_of_features():
     ms = MeanShiftSegmenter().fit([[0.0, 0.0], [1.0, 1.0]])
     with pytest.raises(ValueError, match="features"):
         ms.predict([[0.0, 0.0, 0.0]])
+    for method in (ms.predict, ms.transform):
+        with pytest.raises(ValueError, match="looks like an image"):
+            method(np.zeros((4, 4, 2)))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
