@@ -294,7 +294,7 @@ def _segment_one(segmenter, image, spatial_scale):
     return labels_to_image(labels, np.shape(image))
 
 
-def segment_images(images, segmenter, *, spatial_scale=None, n_jobs=None):
+def segment_images(images, segmenter, *, spatial_scale=None, n_jobs=None, verbose=0):
     """Segment many RGB images, each with a fresh clone of ``segmenter``, in parallel.
 
     The work is spread with :class:`joblib.Parallel`, so any joblib backend runs it: local
@@ -318,6 +318,11 @@ def segment_images(images, segmenter, *, spatial_scale=None, n_jobs=None):
         give the segmenter one thread (``MeanShiftSegmenter(n_jobs=1)``), see
         :ref:`scale_out`.
 
+    verbose : int, default=0
+        joblib's progress messages on standard error: ``1`` and up report the images
+        done and the time elapsed now and then, above ``10`` every image. ``0`` is
+        silent. The segmenter's own ``verbose`` is separate.
+
     Returns
     -------
     label_maps : list of ndarray of shape (height, width)
@@ -332,6 +337,6 @@ def segment_images(images, segmenter, *, spatial_scale=None, n_jobs=None):
     >>> [m.shape for m in segment_images(images, MeanShiftSegmenter(device="cpu"))]
     [(4, 4), (2, 3)]
     """
-    return Parallel(n_jobs=n_jobs)(
+    return Parallel(n_jobs=n_jobs, verbose=verbose)(
         delayed(_segment_one)(segmenter, image, spatial_scale) for image in images
     )

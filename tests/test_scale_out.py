@@ -80,3 +80,12 @@ def test_accelerate_code_path_on_cpu():
     assert losses[-1] < losses[0]
     assert net.predict(X[:3]).shape == (3, 32, 32)
     assert net.score(X, y) > 0.0
+
+
+def test_segment_images_reports_progress_when_asked(capfd):
+    images = [np.zeros((4, 4, 3)), np.ones((2, 3, 3)), np.full((3, 3, 3), 0.5)]
+    maps = segment_images(images, MeanShiftSegmenter(device="cpu", verbose=0), verbose=11)
+    assert [m.shape for m in maps] == [(4, 4), (2, 3), (3, 3)]
+    assert "Done   3 out of   3" in capfd.readouterr().err
+    segment_images(images, MeanShiftSegmenter(device="cpu", verbose=0))
+    assert capfd.readouterr().err == ""
