@@ -85,7 +85,31 @@ def _segment(args):
     with _atomic_output(args.output) as path:
         io.imsave(path, segmentation_overview(image, label_map), check_contrast=False)
     print(f"wrote {args.output} (original | segments in mean colour | boundaries)")
+    if args.labels is not None:
+        _save_label_map(label_map, args.labels)
     return 0
+
+
+def _save_label_map(label_map, output):
+    """Write segments numbered 0..k-1 (row-major order of first appearance)."""
+    _, first, numbers = np.unique(label_map, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    numbered = rank[numbers].reshape(label_map.shape)
+    if Path(output).suffix.lower() == ".npy":
+        with _atomic_output(output) as path:
+            np.save(path, numbered.astype(np.int32))
+    else:
+        from skimage import io
+
+        if len(first) > 2**16:
+            raise ValueError(
+                f"{len(first):,} segments do not fit a 16-bit label image; write the label "
+                "map to a .npy file instead"
+            )
+        with _atomic_output(output) as path:
+            io.imsave(path, numbered.astype(np.uint16), check_contrast=False)
+    print(f"wrote {output} (label map: segments 0 to {len(first) - 1})")
 
 
 #: largest image ``skseg segment`` makes by rescaling (100 megapixels)
@@ -94,6 +118,8 @@ MAX_PIXELS = 100_000_000
 COMPILE_NOTICE_AFTER = 2.0
 #: file types ``skseg segment`` writes
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: file types of ``skseg segment --labels``: lossless, 16-bit images or numpy's format
+LABEL_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
 
 
 def _check_output(path, suffixes):
@@ -304,6 +330,12 @@ def build_parser():
     )
     seg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     seg.add_argument("-o", "--output", default="segmentation.png", help="output picture")
+    seg.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="also write the label map, segments numbered from 0 in the order they "
+        "first appear: .npy (int32) or a 16-bit .png or .tif",
+    )
     seg.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     seg.set_defaults(run=_segment)
 
@@ -429,6 +461,10 @@ def _check_arguments(args):
     """Checks that need more than one argument or the file system, before any work."""
     if args.command == "segment":
         _check_output(args.output, IMAGE_SUFFIXES)
+        if args.labels is not None:
+            _check_output(args.labels, LABEL_SUFFIXES)
+            if Path(args.labels).resolve() == Path(args.output).resolve():
+                raise ValueError(f"--labels and --output are the same file {args.labels!r}")
         if args.image is not None and not Path(args.image).is_file():
             raise ValueError(f"image {args.image!r} does not exist")
         return

@@ -254,6 +254,9 @@ def _no_work(monkeypatch):
         (["segment", "-o", "{tmp}/missing/out.png"], "does not exist: create it first"),
         (["segment", "-o", "{tmp}/out.txt"], "must end in one of .png"),
         (["segment", "-o", "{tmp}"], "must end in one of"),
+        (["segment", "-o", "{tmp}/o.png", "--labels", "{tmp}/l.jpg"], "one of .npy, .png"),
+        (["segment", "-o", "{tmp}/o.png", "--labels", "{tmp}/x/l.npy"], "does not exist"),
+        (["segment", "-o", "{tmp}/o.png", "--labels", "{tmp}/o.png"], "are the same file"),
         (["segment", "{tmp}/no-such-image.png", "-o", "{tmp}/o.png"], "does not exist"),
         (["segment", "--scale", "1e-6", "-o", "{tmp}/o.png"], "choose a scale"),
         (["segment", "--scale", "1000", "-o", "{tmp}/o.png"], "choose a scale"),
@@ -310,3 +313,22 @@ def test_segment_panel_shows_the_image_and_clean_segments(tmp_path, capsys):
     n_colours = len(np.unique(flat.reshape(-1, 3), axis=0))
     assert n_colours < len(np.unique(speckled[:, 150:300].reshape(-1, 3), axis=0))
     assert n_colours < len(np.unique(original.reshape(-1, 3), axis=0)) / 20
+
+
+def test_segment_writes_the_label_map_it_draws(tmp_path, capsys):
+    out, npy, png = tmp_path / "seg.png", tmp_path / "labels.npy", tmp_path / "labels.png"
+    argv = ["segment", "--scale", "0.1", "--quiet", "-o", str(out)]
+    assert main([*argv, "--labels", str(npy)]) == 0
+    n_segments = int(re.search(r"(\d+) segments in", capsys.readouterr().out).group(1))
+    assert main([*argv, "--labels", str(png)]) == 0
+    assert f"segments 0 to {n_segments - 1}" in capsys.readouterr().out
+    labels = np.load(npy)
+    assert labels.shape == (40, 60) and labels.dtype == np.int32
+    np.testing.assert_array_equal(io.imread(png), labels)
+    # numbered 0..k-1 in the order of first appearance, row by row
+    _, first = np.unique(labels, return_index=True)
+    np.testing.assert_array_equal(labels.ravel()[np.sort(first)], np.arange(n_segments))
+    # every segment is one colour in the panel's middle (segments in mean colour)
+    flat = io.imread(out)[:, 60:120].reshape(-1, 3)
+    for label in range(n_segments):
+        assert len(np.unique(flat[labels.ravel() == label], axis=0)) == 1
