@@ -281,6 +281,7 @@ def test_odd_sized_images_train_and_predict(small_data, top_block):
     y_pred = seg.predict(X)
     assert y_pred.shape == y.shape
     assert seg.score(X, y) > 0.4  # chance is about 0.3 (see the test above)
+    assert seg.set_params(test_time_shifts=3).predict(X[:2]).shape == (2, 31, 29)
 
 
 def test_test_time_shifts_average_shifted_copies(small_data):
