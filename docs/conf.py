@@ -1,9 +1,11 @@
 """Sphinx configuration of the skseg documentation."""
 
+import contextlib
 import os
 import warnings
 
 import skseg
+import skseg.cli
 
 project = "skseg"
 author = "skseg developers"
@@ -34,6 +36,16 @@ html_theme_options = {"navigation_with_keys": False, "show_toc_level": 2}
 
 # offline builds: no intersphinx inventories are fetched
 intersphinx_mapping = {}
+
+# the command line page includes every command's --help, written here from the parser
+# itself so that the page cannot drift from the code
+os.environ["COLUMNS"] = "88"  # argparse wraps at the terminal's width
+_CLI_HELP = os.path.join(os.path.dirname(__file__), "generated", "cli")
+os.makedirs(_CLI_HELP, exist_ok=True)
+for _name in ("segment", "train-segnet"):
+    with open(os.path.join(_CLI_HELP, f"{_name}.txt"), "w") as _file:
+        with contextlib.redirect_stdout(_file), contextlib.suppress(SystemExit):
+            skseg.cli.build_parser().parse_args([_name, "--help"])
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 warnings.filterwarnings("ignore", message="Matplotlib is currently using agg")
