@@ -130,7 +130,7 @@ def labels_to_image(labels, shape):
     ----------
     labels : array-like of shape (height * width,)
         One label per pixel in row-major order, as returned by
-        :meth:`~skseg.MeanShiftSegmenter.fit_predict` on :func:`rgb_to_features` output.
+        ``MeanShiftSegmenter().fit_predict`` on :func:`rgb_to_features` output.
 
     shape : tuple of int
         ``(height, width)`` or the image's full shape ``(height, width, 3)``.

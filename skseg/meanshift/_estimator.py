@@ -330,7 +330,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         """Silhouette of the segmentation of ``X``, on a subsample.
 
         Used by :class:`~sklearn.model_selection.GridSearchCV` when no ``scoring`` is
-        given; see :func:`silhouette_scorer` for the rule.
+        given; see :func:`~skseg.meanshift.silhouette_scorer` for the rule.
 
         Parameters
         ----------

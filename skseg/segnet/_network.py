@@ -79,6 +79,7 @@ class IntensityThresholds(nn.Module):
         self.log_gains = nn.Parameter(torch.full((n_thresholds,), math.log(gain)))
 
     def forward(self, x):
+        """Soft steps of ``x`` (n, C, H, W): shape (n, C * K, H, W)."""
         shape = (1, 1, -1, 1, 1)
         gains = self.log_gains.exp().view(shape)
         steps = torch.sigmoid(gains * (x.unsqueeze(2) - self.thresholds.view(shape)))
@@ -211,6 +212,7 @@ class SegNetLite(nn.Module):
             return self.unpool(x, indices, output_size=size)
 
     def forward(self, x):
+        """Class scores (n, n_classes, H, W) of images ``x`` (n, in_channels, H, W)."""
         smallest = 2**self.depth
         if x.ndim != 4 or min(x.shape[-2:]) < smallest:
             raise ValueError(

@@ -370,7 +370,7 @@ class WarmupStableDecayLR(torch.optim.lr_scheduler.LambdaLR):
     anneal spends its second half well below the peak, the rate stays at the peak
     until the decay starts; the momentum is left as it is. It is a
     :class:`torch.optim.lr_scheduler.LambdaLR` whose factor (:meth:`factor`) depends on
-    the step number alone, so setting ``last_epoch`` and calling :meth:`step` continues
+    the step number alone, so setting ``last_epoch`` and calling ``step()`` continues
     the schedule from any step.
 
     Parameters
