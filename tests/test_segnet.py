@@ -269,6 +269,25 @@ def test_predict_proba_and_labels(small_data):
     assert seg.predict(X[:2, 0, :19, :27]).shape == (2, 19, 27)
 
 
+def test_prediction_holds_at_most_predict_pixels_per_forward_pass(small_data, monkeypatch):
+    from skseg.segnet import _estimator
+
+    X, y = small_data
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)  # batch_size 16
+    expected = seg.predict_proba(X[:20])
+    sizes = []
+    seg.module_.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    seg.predict_proba(X[:20])
+    assert sizes == [16, 4]  # the iterator's batches
+    sizes.clear()
+    monkeypatch.setattr(_estimator, "PREDICT_PIXELS", 3 * 32 * 32 + 1)
+    np.testing.assert_allclose(seg.predict_proba(X[:20]), expected, rtol=1e-5, atol=1e-6)
+    assert sizes == [3] * 6 + [2]
+    sizes.clear()
+    monkeypatch.setattr(_estimator, "PREDICT_PIXELS", 1)  # one image at least
+    assert seg.predict(X[:3]).shape == (3, 32, 32) and sizes == [1, 1, 1]
+
+
 @pytest.mark.parametrize("top_block", ["unpool", "upsample"])
 def test_odd_sized_images_train_and_predict(small_data, top_block):
     X, y = small_data

@@ -31,6 +31,9 @@ from ._validation import check_images, check_label_maps
 
 #: images smaller than this (in height or width) are not augmented by ``augment=True``
 MIN_AUGMENTED_SIZE = 16
+#: most pixels in one forward pass of prediction (bounds its memory: about 1.4 GB in
+#: bfloat16 with the default network), whatever the batch size; 1,024 images of 64 x 64
+PREDICT_PIXELS = 2**22
 #: times ``augment=True`` overlays every training image with a moved image of its batch
 OVERLAYS = 2
 
@@ -123,7 +126,9 @@ class SegNetSegmenter(NeuralNet):
         Validation and setting up are not counted. ``None`` runs all ``max_epochs``.
 
     batch_size : int, default=32
-        Images per batch.
+        Images per batch. Prediction splits a batch further where it would hold more
+        than ``2**22`` pixels (4 megapixels), so that large images predict in bounded
+        memory (about 1.4 GB per pass in bfloat16 with the default network).
 
     validation_fraction : float, default=0.1
         Share of the training images held out to report ``valid_loss`` and ``valid_miou``
@@ -658,13 +663,9 @@ class SegNetSegmenter(NeuralNet):
         X = self._prepare(X)
         period = 2**self.depth
         offsets = shift_offsets(self.test_time_shifts, period)
-        # a DataLoader's iterator draws a seed from torch's generator when it starts:
-        # keep the caller's untouched
-        with torch.random.fork_rng(devices=[]):
-            batches = iter(self.get_iterator(self.get_dataset(X), training=False))
         self.check_is_fitted()
         self._set_training(False)
-        for Xb, _ in batches:
+        for Xb in self._inference_batches(X):
             with torch.inference_mode():
                 proba = averaged_scores(
                     self.infer, Xb.to(self.device), offsets, period, raw_scores=scores
@@ -678,6 +679,22 @@ class SegNetSegmenter(NeuralNet):
                         "the training images, e.g. to [0, 1]"
                     )
             yield proba.cpu()
+
+    def _inference_batches(self, X):
+        """Batches of ``X`` as the validation iterator forms them, split further so that
+        no batch holds more than :data:`PREDICT_PIXELS` pixels (one image at least)."""
+        batch_size = self.get_params_for("iterator_valid").get("batch_size", self.batch_size)
+        per_batch = max(1, PREDICT_PIXELS // math.prod(X.shape[-2:]))
+        chunks = [X]
+        if batch_size == -1 or batch_size > per_batch:
+            chunks = [X[first : first + per_batch] for first in range(0, len(X), per_batch)]
+        for chunk in chunks:
+            # a DataLoader's iterator draws a seed from torch's generator when it starts:
+            # keep the caller's untouched
+            with torch.random.fork_rng(devices=[]):
+                batches = iter(self.get_iterator(self.get_dataset(chunk), training=False))
+            for Xb, _ in batches:
+                yield Xb
 
     def score(self, X, y):
         """Mean IoU of the predictions on ``X`` against ``y``.
