@@ -174,6 +174,21 @@ def test_forward_matches_a_functional_reference(
         torch.testing.assert_close(net(x), expected)
 
 
+@given(
+    depth=st.integers(0, 4),
+    extra=st.tuples(st.integers(0, 23), st.integers(0, 23)),
+    top_block=st.sampled_from(["unpool", "upsample"]),
+)
+def test_any_image_of_at_least_2_to_the_depth_pixels_keeps_its_size(depth, extra, top_block):
+    net = SegNetLite(width=2, depth=depth, top_block=top_block).eval()
+    height, width = (2**depth + e for e in extra)
+    with torch.no_grad():
+        assert net(torch.rand(2, 1, height, width)).shape == (2, 11, height, width)
+    if depth:
+        with pytest.raises(ValueError, match=f"at least 2\\*\\*depth = {2**depth}"):
+            net(torch.rand(1, 1, 2**depth - 1, width))
+
+
 def test_unpooling_stays_in_bfloat16_under_autocast():
     # autocast would widen max-unpooling to float32, doubling the decoder's memory traffic
     net = SegNetLite(width=4, depth=2).eval()
