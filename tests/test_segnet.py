@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -174,6 +174,7 @@ def test_forward_matches_a_functional_reference(
         torch.testing.assert_close(net(x), expected)
 
 
+@settings(max_examples=30)
 @given(
     depth=st.integers(0, 4),
     extra=st.tuples(st.integers(0, 23), st.integers(0, 23)),
@@ -303,14 +304,14 @@ def test_prediction_holds_at_most_predict_pixels_per_forward_pass(small_data, mo
     assert seg.predict(X[:3]).shape == (3, 32, 32) and sizes == [1, 1, 1]
 
 
-@pytest.mark.parametrize("top_block", ["unpool", "upsample"])
-def test_odd_sized_images_train_and_predict(small_data, top_block):
+def test_odd_sized_images_train_and_predict(small_data):
     X, y = small_data
     # 31 x 29 (odd sides at every pooling level but the lowest), the digits moved so
     # that many cross the last row or column
     X = np.roll(X, (12, 14), axis=(-2, -1))[:, :, :31, :29]
     y = np.roll(y, (12, 14), axis=(-2, -1))[:, :31, :29]
-    params = {**TINY, "top_block": top_block}
+    # the upsampled top block, whose alignment on odd sides the forward test pins down
+    params = {**TINY, "top_block": "upsample"}
     seg = SegNetSegmenter(max_epochs=8, validation_fraction=0.25, **params).fit(X, y)
     y_pred = seg.predict(X)
     assert y_pred.shape == y.shape
