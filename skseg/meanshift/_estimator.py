@@ -257,8 +257,7 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         self : MeanShiftSegmenter
             The fitted estimator.
         """
-        _reject_images(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        X = self._check_X(X, reset=True)
         self.device_ = resolve_device(self.device)
         with _threads(self.n_jobs), tqdm(
             total=self.max_iter, desc="mean-shift", unit="step", disable=not self.verbose
@@ -323,8 +322,19 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _validate_new(self, X):
         check_is_fitted(self)
-        _reject_images(X)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._check_X(X, reset=False)
+
+    def _check_X(self, X, *, reset):
+        """Features as a float array; an image (3-D) is named as such, before scikit-learn's
+        generic message about the dimension."""
+        if getattr(X, "ndim", None) == 3:  # arrays and tensors; nested lists get sklearn's
+            raise ValueError(
+                f"X of shape {tuple(X.shape)} looks like an image; MeanShiftSegmenter takes "
+                "one row of features per pixel: pass skseg.image.rgb_to_features(image), "
+                "and map the labels back with skseg.image.labels_to_image(labels, "
+                "image.shape)"
+            )
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
 
     def score(self, X, y=None):
         """Silhouette of the segmentation of ``X``, on a subsample.
@@ -351,16 +361,6 @@ class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-
-def _reject_images(X):
-    """Name the usual mistake behind 3-D input, before scikit-learn's generic message."""
-    if getattr(X, "ndim", None) == 3:  # arrays and tensors; nested lists get sklearn's
-        raise ValueError(
-            f"X of shape {tuple(X.shape)} looks like an image; MeanShiftSegmenter takes one "
-            "row of features per pixel: pass skseg.image.rgb_to_features(image), and "
-            "map the labels back with skseg.image.labels_to_image(labels, image.shape)"
-        )
 
 
 @contextmanager
