@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
-from skimage import color, data, io
+from skimage import color, data, io, segmentation, util
 
 from skseg.image import (
     labels_to_image,
@@ -28,6 +28,21 @@ def test_spatial_features_scale_the_coordinates():
     image = data.astronaut()[:4, :6]
     features = rgb_to_features(image, spatial_scale=0.5)
     np.testing.assert_allclose(features[6 * 3 + 4, 3:], [1.5, 2.0])
+
+
+@pytest.mark.parametrize("block", [1, 7, 12, 10**6])
+@pytest.mark.parametrize("shape", [(5, 4), (3, 11), (1, 9), (9, 1)])
+def test_features_are_converted_in_blocks_of_rows_with_the_same_result(monkeypatch, block, shape):
+    import skseg.image
+
+    monkeypatch.setattr(skseg.image, "FEATURE_BLOCK", block)
+    image = data.astronaut()[: shape[0], : shape[1]]
+    rows, cols = np.indices(shape)
+    expected = np.hstack(
+        [color.rgb2lab(image).reshape(-1, 3), np.stack([rows.ravel(), cols.ravel()], 1) * 0.3]
+    )
+    np.testing.assert_array_equal(rgb_to_features(image, spatial_scale=0.3), expected)
+    np.testing.assert_array_equal(rgb_to_features(image), expected[:, :3])
 
 
 @pytest.mark.parametrize(
@@ -65,6 +80,45 @@ def test_overview_panels():
     np.testing.assert_array_equal(panel[0, 7], [255, 0, 0])
     with pytest.raises(ValueError, match="does not match"):
         segmentation_overview(image, label_map[:2])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.int64, st.tuples(st.integers(1, 9), st.integers(1, 9)), elements=st.integers(0, 3)),
+    st.sampled_from([np.uint8, np.uint16, np.float32, np.float64]),
+    st.sampled_from([(1, 0), (5, 2), (10**15, -(10**17))]),
+    st.integers(0, 2**32 - 1),
+)
+def test_overview_against_scikit_image(label_map, dtype, spread, seed):
+    # the reference: skimage's label2rgb (mean colours) and mark_boundaries, in float
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, size=(*label_map.shape, 3), dtype=np.uint8)
+    if dtype is np.uint16:
+        image = image.astype(np.uint16) * 257 + rng.integers(0, 257, size=image.shape)
+    elif dtype is not np.uint8:
+        image = (image / 255.0).astype(dtype)
+    label_map = label_map * spread[0] + spread[1]
+    as_float = util.img_as_float(image)
+    mean_colour = color.label2rgb(label_map, as_float, kind="avg", bg_label=label_map.min() - 1)
+    boundaries = segmentation.mark_boundaries(as_float, label_map, color=(0.2, 0.4, 1.0))
+    panel = segmentation_overview(image, label_map, boundary_color=(0.2, 0.4, 1.0))
+    width = label_map.shape[1]
+    np.testing.assert_array_equal(panel[:, :width], util.img_as_ubyte(as_float))
+    # a mean exactly between two grey levels may round either way
+    np.testing.assert_allclose(panel[:, width : 2 * width], util.img_as_ubyte(mean_colour), atol=1)
+    np.testing.assert_array_equal(panel[:, 2 * width :], util.img_as_ubyte(boundaries))
+
+
+def test_overview_paints_every_label_in_its_mean_colour():
+    image = np.zeros((2, 4, 3), dtype=np.uint8)
+    image[:, :2] = 100
+    image[0, 0] = 120
+    label_map = np.array([[-1, -1, 7, 7], [-1, -1, 7, 7]])
+    middle = segmentation_overview(image, label_map)[:, 4:8]
+    np.testing.assert_array_equal(middle[:, :2], 105)
+    np.testing.assert_array_equal(middle[:, 2:], 0)
+    with pytest.raises(ValueError, match="integer labels"):
+        segmentation_overview(image, label_map.astype(float))
 
 
 def test_read_rgb_image(tmp_path):
@@ -120,13 +174,16 @@ def test_merge_small_regions_properties(label_map, min_size):
 @settings(max_examples=60, deadline=None)
 @given(
     arrays(np.int64, st.tuples(st.integers(1, 14), st.integers(1, 14)), elements=st.integers(0, 4)),
-    st.sampled_from([np.int64, np.uint8, np.int16, np.bool_]),
+    st.sampled_from([np.int64, np.uint8, np.int16, np.bool_, "spread"]),
     st.integers(0, 8),
 )
 def test_merge_small_regions_against_reference(label_map, dtype, min_size):
     from skseg.image import merge_small_regions
 
-    label_map = (label_map % 2 if dtype is np.bool_ else label_map).astype(dtype)
+    if dtype == "spread":  # negative labels, and a range wider than the pixel count
+        label_map = label_map * 10**15 - 10**17
+    else:
+        label_map = (label_map % 2 if dtype is np.bool_ else label_map).astype(dtype)
     merged = merge_small_regions(label_map, min_size)
     assert merged.dtype == label_map.dtype
     np.testing.assert_array_equal(merged, merge_small_regions_reference(label_map, min_size))
