@@ -22,8 +22,8 @@ def resolve_device(device):
     Raises
     ------
     ValueError
-        If ``device`` names no torch device, or a CUDA device is requested and no CUDA
-        GPU is available.
+        If ``device`` names no torch device, or names an accelerator (``"cuda"``,
+        ``"mps"``, ``"xpu"``, ...) that this torch build or machine does not have.
 
     Examples
     --------
@@ -44,6 +44,14 @@ def resolve_device(device):
         raise ValueError(
             f"device={device!r} was requested but no CUDA GPU is available to torch; "
             "use device='cpu' or device='auto'."
+        )
+    # other accelerators have a torch module of their type with is_available() (torch.mps,
+    # torch.xpu, ...): without this, the first tensor moved there fails inside torch
+    backend = getattr(torch, resolved.type, None)
+    if resolved.type != "cpu" and not getattr(backend, "is_available", lambda: True)():
+        raise ValueError(
+            f"device={device!r} was requested but this torch build or machine has no "
+            f"{resolved.type} device; use device='cpu' or device='auto'."
         )
     return resolved
 

@@ -428,6 +428,15 @@ def test_unknown_device_names_the_device(small_data):
         SegNetSegmenter(**{**TINY, "device": "tpu"}).fit(X[:4], y[:4])
 
 
+@pytest.mark.parametrize("accelerator", ["mps", "xpu"])
+def test_absent_accelerator_says_so(small_data, accelerator):
+    if getattr(torch, accelerator).is_available():
+        pytest.skip(f"this machine has a {accelerator} device")
+    X, y = small_data
+    with pytest.raises(ValueError, match=f"has no {accelerator} device"):
+        SegNetSegmenter(**{**TINY, "device": accelerator}).fit(X[:4], y[:4])
+
+
 def test_score_counts_labels_unseen_in_fit_as_never_predicted(small_data):
     X, y = small_data
     seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)
