@@ -94,13 +94,14 @@ def test_overview_against_scikit_image(label_map, dtype, spread, seed):
     rng = np.random.default_rng(seed)
     image = rng.integers(0, 256, size=(*label_map.shape, 3), dtype=np.uint8)
     if dtype is np.uint16:
-        image = image.astype(np.uint16) * 257 + rng.integers(0, 257, size=image.shape)
+        image = image.astype(np.uint16) * 256 + rng.integers(0, 256, image.shape, np.uint16)
     elif dtype is not np.uint8:
         image = (image / 255.0).astype(dtype)
     label_map = label_map * spread[0] + spread[1]
     as_float = util.img_as_float(image)
     mean_colour = color.label2rgb(label_map, as_float, kind="avg", bg_label=label_map.min() - 1)
     boundaries = segmentation.mark_boundaries(as_float, label_map, color=(0.2, 0.4, 1.0))
+    assert image.dtype == dtype
     panel = segmentation_overview(image, label_map, boundary_color=(0.2, 0.4, 1.0))
     width = label_map.shape[1]
     np.testing.assert_array_equal(panel[:, :width], util.img_as_ubyte(as_float))
