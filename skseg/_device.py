@@ -40,18 +40,15 @@ def resolve_device(device):
             f"device={device!r} is not a device torch knows: use 'auto', 'cpu', 'cuda' "
             "or a torch device string such as 'cuda:1'"
         ) from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} was requested but no CUDA GPU is available to torch; "
-            "use device='cpu' or device='auto'."
-        )
-    # other accelerators have a torch module of their type with is_available() (torch.mps,
-    # torch.xpu, ...): without this, the first tensor moved there fails inside torch
+    # every accelerator has a torch module of its type with is_available() (torch.cuda,
+    # torch.mps, torch.xpu, ...): without this, the first tensor moved there fails inside
+    # torch
     backend = getattr(torch, resolved.type, None)
     if resolved.type != "cpu" and not getattr(backend, "is_available", lambda: True)():
+        missing = "CUDA GPU" if resolved.type == "cuda" else f"{resolved.type} device"
         raise ValueError(
             f"device={device!r} was requested but this torch build or machine has no "
-            f"{resolved.type} device; use device='cpu' or device='auto'."
+            f"{missing}; use device='cpu' or device='auto'."
         )
     return resolved
 
