@@ -38,8 +38,11 @@ def test_any_representable_bandwidth_gives_finite_points(bandwidth, dtype, n_seg
 
 @pytest.mark.parametrize("bandwidth, dtype", [(1e-40, "float32"), (1e-300, "float64")])
 def test_a_bandwidth_below_what_the_dtype_holds_is_named(bandwidth, dtype):
-    with pytest.raises(ValueError, match=f"bandwidth={bandwidth:g} is too small for {dtype}"):
+    message = f"bandwidth={bandwidth:g} is too small for {dtype}"
+    with pytest.raises(ValueError, match=message) as error:
         MeanShiftSegmenter(bandwidth=bandwidth, dtype=dtype).fit(BLOBS)
+    # float64 is only suggested where it is not already the dtype
+    assert ("dtype='float64'" in str(error.value)) == (dtype == "float32")
 
 
 @settings(max_examples=10, deadline=None)

@@ -201,6 +201,16 @@ def test_predict_transform_and_fit_transform_agree(coffee_lab_small):
     assert np.bincount(ms.labels_).min() > 0  # no empty segment
 
 
+def test_transform_keeps_the_feature_names(coffee_lab_small):
+    # transform replaces each sample by its centre, feature for feature, so the names carry
+    ms = MeanShiftSegmenter(max_iter=3, device="cpu").fit(coffee_lab_small[:50])
+    np.testing.assert_array_equal(ms.get_feature_names_out(), ["x0", "x1", "x2"])
+    np.testing.assert_array_equal(ms.get_feature_names_out(["L", "a", "b"]), ["L", "a", "b"])
+    with pytest.raises(ValueError, match="input_features"):
+        ms.get_feature_names_out(["L", "a"])
+    assert ms.set_output(transform="default") is ms
+
+
 def test_verbose_shows_progress_and_quiet_is_silent(coffee_lab_small, capsys):
     MeanShiftSegmenter(max_iter=3, verbose=True, device="cpu").fit(coffee_lab_small[:50])
     assert "mean-shift" in capsys.readouterr().err

@@ -381,10 +381,11 @@ def run_mean_shift(
     if not torch.isfinite(points).all() or points.abs().max() > limit:
         with np.errstate(over="ignore"):
             span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
+        name = str(dtype).split(".")[-1]
+        remedy = "a larger bandwidth" + (" or dtype='float64'" if name != "float64" else "")
         raise ValueError(
-            f"bandwidth={bandwidth:g} is too small for {str(dtype).split('.')[-1]}: the data "
-            f"span {span:g} in one feature, {span / bandwidth:g} bandwidths, more than it can "
-            "hold; use a larger bandwidth or dtype='float64'"
+            f"bandwidth={bandwidth:g} is too small for {name}: the data span {span:g} in one "
+            f"feature, {span / bandwidth:g} bandwidths, more than it can hold; use {remedy}"
         )
     weights = torch.as_tensor(counts, dtype=dtype, device=device)
     standard = algorithm == "standard"

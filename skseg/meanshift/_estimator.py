@@ -8,7 +8,13 @@ import numpy as np
 import torch
 from joblib import effective_n_jobs
 from scipy.sparse.csgraph import connected_components
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClusterMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.metrics import pairwise_distances_argmin, silhouette_score
 from sklearn.neighbors import radius_neighbors_graph
 from sklearn.utils import check_random_state
@@ -24,7 +30,7 @@ __all__ = ["MeanShiftSegmenter", "silhouette_scorer"]
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-class MeanShiftSegmenter(ClusterMixin, TransformerMixin, BaseEstimator):
+class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     r"""Gaussian mean-shift clustering of pixel features, exact and fast.
 
     Every step moves every point to the Gaussian-weighted mean of *all* points (infinite
