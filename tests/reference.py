@@ -3,32 +3,36 @@
 import numpy as np
 
 
-def blurring_mean_shift_reference(X, bandwidth=2.5, n_steps=20):
+def blurring_mean_shift_reference(X, bandwidth=2.5, n_steps=20, sample_weight=None):
     """The reference algorithm, written as plainly as the assignment's pseudo-code.
 
-    For every point, the distance to all points, a Gaussian weight of that distance, the
-    weighted mean; all points are updated out of place. float64 throughout.
+    For every point, the distance to all points, a Gaussian weight of that distance
+    (times the point's ``sample_weight``), the weighted mean; all points are updated out
+    of place. float64 throughout.
     """
     points = np.array(X, dtype=np.float64)
+    mass = np.ones(len(points)) if sample_weight is None else np.asarray(sample_weight)
     for _ in range(n_steps):
         new_points = np.empty_like(points)
         for i in range(len(points)):
             distances = np.sqrt(((points - points[i]) ** 2).sum(axis=1))
-            weights = np.exp(-(distances**2) / (2 * bandwidth**2))
+            weights = mass * np.exp(-(distances**2) / (2 * bandwidth**2))
             new_points[i] = (weights[:, None] * points).sum(axis=0) / weights.sum()
         points = new_points
     return points
 
 
-def standard_mean_shift_reference(X, bandwidth=2.5, n_steps=20):
-    """Gaussian mean-shift over the fixed data: each point climbs the density of ``X``."""
+def standard_mean_shift_reference(X, bandwidth=2.5, n_steps=20, sample_weight=None):
+    """Gaussian mean-shift over the fixed data: each point climbs the density of ``X``
+    (each sample's kernel times its ``sample_weight``)."""
     data = np.array(X, dtype=np.float64)
+    mass = np.ones(len(data)) if sample_weight is None else np.asarray(sample_weight)
     points = data.copy()
     for _ in range(n_steps):
         new_points = np.empty_like(points)
         for i in range(len(points)):
             distances = np.sqrt(((data - points[i]) ** 2).sum(axis=1))
-            weights = np.exp(-(distances**2) / (2 * bandwidth**2))
+            weights = mass * np.exp(-(distances**2) / (2 * bandwidth**2))
             new_points[i] = (weights[:, None] * data).sum(axis=0) / weights.sum()
         points = new_points
     return points

@@ -91,3 +91,38 @@ def test_extreme_values_give_finite_segments_or_a_named_error(X):
         assert any(word in str(error) for word in ("NaN", "infinity", "too small", "too large"))
     else:
         assert np.isfinite(ms.shifted_points_).all()
+
+
+@pytest.mark.parametrize(
+    "sample_weight, message",
+    [
+        (-np.ones(60), "Negative values in data passed to `sample_weight`"),
+        (np.full(60, np.nan), "Input sample_weight contains NaN"),
+        (np.full(60, np.inf), "Input sample_weight contains infinity"),
+        (np.ones(59), r"sample_weight.shape == \(59,\), expected \(60,\)"),
+        (np.zeros(60), "Sample weights must contain at least one non-zero number"),
+        (np.ones((60, 2)), "Sample weights must be 1D"),
+    ],
+)
+def test_bad_sample_weights_are_named(sample_weight, message):
+    with pytest.raises(ValueError, match=message):
+        MeanShiftSegmenter(bandwidth=1.0).fit(BLOBS, sample_weight=sample_weight)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weights_of_any_range_the_dtype_holds_give_the_segments(dtype):
+    # one blob weighs 1e-8 per point, another 1e8: the heavy blob's pull on the light one,
+    # 1e16 * exp(-10**2 / 2), is negligible, so the three segments stay
+    weights = np.repeat([1e-8, 1e8, 1.0], 20)
+    ms = MeanShiftSegmenter(bandwidth=1.0, dtype=dtype).fit(BLOBS, sample_weight=weights)
+    assert np.isfinite(ms.shifted_points_).all()
+    np.testing.assert_array_equal(np.bincount(ms.labels_), [20, 20, 20])
+
+
+def test_weights_beyond_what_float32_holds_are_named():
+    weights = np.repeat([1e-60, 1e60, 1.0], 20)
+    ms = MeanShiftSegmenter(bandwidth=1.0, dtype="float64")
+    ms.fit(BLOBS, sample_weight=weights)  # a ratio of 1e120 fits float64
+    assert np.isfinite(ms.shifted_points_).all()
+    with pytest.raises(ValueError, match="sample_weight spans .* more than float32 can hold"):
+        MeanShiftSegmenter(bandwidth=1.0).fit(BLOBS, sample_weight=weights)

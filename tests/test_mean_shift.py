@@ -109,6 +109,18 @@ def test_torch_kernel_matches_the_fused_kernel(coffee_lab_small, monkeypatch):
     np.testing.assert_allclose(blocked.shifted_points_, fused.shifted_points_, atol=1e-9)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_torch_kernel_with_sample_weights_matches_reference(coffee_lab_small, device, monkeypatch):
+    # the path CUDA takes, with weights spanning 1e-3 to 1e3
+    X = coffee_lab_small[::8]
+    weights = 10.0 ** np.random.default_rng(0).uniform(-3, 3, size=len(X))
+    expected = blurring_mean_shift_reference(X, n_steps=5, sample_weight=weights)
+    monkeypatch.setattr(backend.kernels, "MAX_FEATURES", 0)
+    ms = MeanShiftSegmenter(max_iter=5, device=device, dtype="float64")
+    ms.fit(X, sample_weight=weights)
+    np.testing.assert_allclose(ms.shifted_points_, expected, rtol=0, atol=1e-9)
+
+
 def test_standard_pruning_against_dense_queries(monkeypatch):
     monkeypatch.setattr(backend, "LEAF_SIZE", 64)  # enough leaves to prune
     Y = _clusters_far_apart_of_very_different_sizes()

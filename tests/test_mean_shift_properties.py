@@ -2,7 +2,7 @@
 
 import numpy as np
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numba import njit
@@ -10,6 +10,8 @@ from numba import njit
 from skseg import MeanShiftSegmenter
 from skseg.meanshift import _backend as backend
 from skseg.meanshift import _kernels as kernels
+
+from .reference import blurring_mean_shift_reference, standard_mean_shift_reference
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -22,9 +24,9 @@ def point_sets(draw, max_points=40):
     return draw(arrays(np.float64, (n, d), elements=coords))
 
 
-def fit(X, **params):
+def fit(X, sample_weight=None, **params):
     params = {"max_iter": 8, "device": "cpu", "dtype": "float64", **params}
-    return MeanShiftSegmenter(**params).fit(X)
+    return MeanShiftSegmenter(**params).fit(X, sample_weight=sample_weight)
 
 
 @SETTINGS
@@ -44,6 +46,65 @@ def test_translation_equivariance(X, offset, algorithm):
     ms = fit(X, algorithm=algorithm)
     moved = fit(X + offset, algorithm=algorithm)
     np.testing.assert_allclose(moved.shifted_points_, ms.shifted_points_ + offset, atol=1e-6)
+
+
+@SETTINGS
+@given(point_sets(max_points=25), st.data(), st.sampled_from(["blurring", "standard"]))
+def test_sample_weights_against_the_weighted_reference(X, data, algorithm):
+    weights = data.draw(
+        arrays(np.float64, len(X), elements=st.floats(1e-3, 1e3, allow_subnormal=False))
+    )
+    reference = {
+        "blurring": blurring_mean_shift_reference,
+        "standard": standard_mean_shift_reference,
+    }[algorithm](X, n_steps=8, sample_weight=weights)
+    ms = MeanShiftSegmenter(max_iter=8, device="cpu", dtype="float64", algorithm=algorithm)
+    ms.fit(X, sample_weight=weights)
+    np.testing.assert_allclose(ms.shifted_points_, reference, rtol=0, atol=1e-8)
+
+
+@SETTINGS
+@given(
+    point_sets(),
+    st.data(),
+    st.sampled_from(["blurring", "standard", "grid"]),
+    st.sampled_from(["float32", "float64"]),
+)
+def test_integer_weights_repeat_and_zero_weights_remove_samples(X, data, algorithm, dtype):
+    weights = data.draw(arrays(np.int64, len(X), elements=st.integers(0, 4)))
+    assume(weights.any())
+    params = {"algorithm": algorithm, "dtype": dtype}
+    weighted = fit(X, sample_weight=weights, **params)
+    repeated = fit(np.repeat(X, weights, axis=0), **params)
+    np.testing.assert_array_equal(weighted.cluster_centers_, repeated.cluster_centers_)
+    np.testing.assert_array_equal(weighted.predict(X), repeated.predict(X))
+    np.testing.assert_array_equal(weighted.labels_, weighted.predict(X))
+    kept = weights > 0
+    np.testing.assert_array_equal(
+        weighted.shifted_points_[kept], repeated.shifted_points_[np.cumsum(weights)[kept] - 1]
+    )
+    centres = weighted.cluster_centers_.astype(weighted.shifted_points_.dtype)
+    np.testing.assert_array_equal(
+        weighted.shifted_points_[~kept], centres[weighted.labels_[~kept]]
+    )
+
+
+@SETTINGS
+@given(
+    point_sets(),
+    st.data(),
+    st.sampled_from([1e-300, 1e-30, 1e-3, 1e30, 1e307]),
+    st.sampled_from(["blurring", "grid"]),
+)
+def test_multiplying_all_weights_changes_nothing(X, data, factor, algorithm):
+    weights = data.draw(arrays(np.float64, len(X), elements=st.floats(0.5, 8.0)))
+    ms = fit(X, sample_weight=weights, algorithm=algorithm)
+    scaled = fit(X, sample_weight=weights * factor, algorithm=algorithm)
+    np.testing.assert_allclose(scaled.shifted_points_, ms.shifted_points_, atol=1e-9)
+    # the same segments (their order may swap where two centres tie in a coordinate)
+    np.testing.assert_allclose(
+        scaled.cluster_centers_[scaled.labels_], ms.cluster_centers_[ms.labels_], atol=1e-9
+    )
 
 
 @SETTINGS

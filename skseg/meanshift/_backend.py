@@ -302,6 +302,33 @@ def unique_rows(X):
     return distinct[order], group, np.bincount(group, minlength=len(order))
 
 
+def distinct_weights(inverse, sample_weight, n_distinct, dtype):
+    """Total ``sample_weight`` of each distinct row, held in the working ``dtype``.
+
+    Weights of at least 1 are kept as they are, so that integer weights give what
+    repeated rows give. Otherwise they are rescaled so that the smallest total is 1
+    (mean-shift does not change when all weights are multiplied by one number). The sum
+    must stay below the square root of the dtype's largest value, so that weighted sums
+    of coordinates cannot overflow.
+    """
+    limit = math.sqrt(torch.finfo(dtype).max)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        totals = np.bincount(inverse, weights=sample_weight, minlength=n_distinct)
+        if not (totals.min() >= 1 and totals.sum() <= limit):
+            scaled = sample_weight / sample_weight.max()
+            totals = np.bincount(inverse, weights=scaled, minlength=n_distinct)
+            totals = totals / totals.min()
+    if not totals.sum() <= limit:  # inf and NaN too
+        name = str(dtype).split(".")[-1]
+        remedy = " or use dtype='float64'" if name != "float64" else ""
+        raise ValueError(
+            f"sample_weight spans {sample_weight.max():g} / {sample_weight.min():g}, more "
+            f"than {name} can hold in a sum over {len(sample_weight)} samples; narrow "
+            f"the range of the weights{remedy}"
+        )
+    return totals
+
+
 def merge_tolerance(dtype, *, blurring=True):
     """Side, in scaled units, of the cells whose points are merged after every step.
 
@@ -337,6 +364,7 @@ def run_mean_shift(
     device,
     dtype,
     grid_cell,
+    sample_weight=None,
     progress=None,
 ):
     """Run blurring, grid-binned blurring or standard Gaussian mean-shift on ``X``.
@@ -345,6 +373,9 @@ def run_mean_shift(
     ----------
     X : ndarray of shape (n_samples, n_features)
         Finite float64 data.
+    sample_weight : ndarray of shape (n_samples,) or None
+        Positive finite weight of every sample; ``None`` weighs them all 1. A sample of
+        weight ``k`` acts as ``k`` copies of it.
     bandwidth, max_iter, tol, algorithm, batch_size, grid_cell :
         As in :class:`~skseg.MeanShiftSegmenter`.
     device : torch.device
@@ -387,6 +418,8 @@ def run_mean_shift(
             f"bandwidth={bandwidth:g} is too small for {name}: the data span {span:g} in one "
             f"feature, {span / bandwidth:g} bandwidths, more than it can hold; use {remedy}"
         )
+    if sample_weight is not None:
+        counts = distinct_weights(unique_inverse, sample_weight, len(unique), dtype)
     weights = torch.as_tensor(counts, dtype=dtype, device=device)
     standard = algorithm == "standard"
     tolerance = prune_tolerance(dtype)

@@ -19,7 +19,7 @@ from sklearn.metrics import pairwise_distances_argmin, silhouette_score
 from sklearn.neighbors import radius_neighbors_graph
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from .._device import resolve_device
@@ -247,7 +247,7 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Run mean-shift on ``X`` and form segments.
 
         Parameters
@@ -258,12 +258,30 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
         y : Ignored
             Not used, present for API consistency.
 
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of every sample, e.g. the pixel count of each superpixel
+            when ``X`` holds superpixels' mean colours. A weight of ``k`` acts as ``k``
+            copies of the sample, in the kernel sums and in the segments' centres.
+            Samples of weight 0 take no part in the mean-shift, as if removed: they are
+            labelled like :meth:`predict`, and their ``shifted_points_`` are their
+            segments' centres. ``None`` weighs every sample 1.
+
         Returns
         -------
         self : MeanShiftSegmenter
             The fitted estimator.
         """
         X = self._check_X(X, reset=True)
+        X_fit, weight_fit, active = X, None, None
+        if sample_weight is not None:
+            weight_fit = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+            if not weight_fit.any():  # scikit-learn 1.6's check lets all zeros through
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+            if not weight_fit.all():
+                active = weight_fit > 0
+                X_fit, weight_fit = X[active], weight_fit[active]
         self.device_ = resolve_device(self.device)
         with _threads(self.n_jobs), tqdm(
             total=self.max_iter, desc="mean-shift", unit="step", disable=not self.verbose
@@ -274,7 +292,7 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
                 bar.update(1)
 
             positions, inverse, self.n_iter_, distinct, distinct_inverse = run_mean_shift(
-                X.astype(np.float64, copy=False),
+                X_fit.astype(np.float64, copy=False),
                 bandwidth=float(self.bandwidth),
                 max_iter=self.max_iter,
                 tol=float(self.tol),
@@ -283,16 +301,26 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
                 batch_size=self.batch_size,
                 device=self.device_,
                 dtype=_TORCH_DTYPES[self.dtype],
+                sample_weight=weight_fit,
                 progress=progress,
             )
-        self.shifted_points_ = positions[inverse]
-        counts = np.bincount(inverse, minlength=len(positions))
+        # weights scaled by a power of two: the same centres, bit for bit, from finite sums
+        mass = None if weight_fit is None else np.ldexp(weight_fit, -np.frexp(weight_fit.max())[1])
+        counts = np.bincount(inverse, weights=mass, minlength=len(positions))
         modes = _segment_modes(positions, counts, self.cluster_radius * self.bandwidth)
         # labelled like predict(X), once per distinct sample (in X's dtype, exactly)
         nearest = _nearest(distinct.astype(X.dtype), modes)
         used, label = np.unique(nearest, return_inverse=True)
-        self.labels_ = label.reshape(-1)[distinct_inverse]
         self.cluster_centers_ = modes[used]
+        labels, shifted = label.reshape(-1)[distinct_inverse], positions[inverse]
+        if active is not None:  # samples of weight 0: labelled like predict, at their centre
+            self.labels_ = np.empty(len(X), dtype=labels.dtype)
+            self.labels_[active] = labels
+            self.labels_[~active] = _nearest(X[~active], self.cluster_centers_)
+            self.shifted_points_ = self.cluster_centers_[self.labels_].astype(shifted.dtype)
+            self.shifted_points_[active] = shifted
+        else:
+            self.labels_, self.shifted_points_ = labels, shifted
         return self
 
     def predict(self, X):
