@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import warnings
 
 import skseg
@@ -61,3 +62,13 @@ sphinx_gallery_conf = {
     "backreferences_dir": "generated/backreferences",
     "doc_module": ("skseg",),
 }
+
+
+def _skip_metadata_requests(app, what, name, obj, skip, options):
+    """Leave out scikit-learn's generated ``set_fit_request``: its docstring links to
+    scikit-learn's glossary, which an offline build cannot resolve."""
+    return True if re.fullmatch(r"set_\w+_request", name) else None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_metadata_requests)
