@@ -319,14 +319,19 @@ def distinct_weights(inverse, sample_weight, n_distinct, dtype):
             totals = np.bincount(inverse, weights=scaled, minlength=n_distinct)
             totals = totals / totals.min()
     if not totals.sum() <= limit:  # inf and NaN too
-        name = str(dtype).split(".")[-1]
-        remedy = " or use dtype='float64'" if name != "float64" else ""
+        name, or_float64 = _name_and_remedy(dtype)
         raise ValueError(
             f"sample_weight spans {sample_weight.max():g} / {sample_weight.min():g}, more "
             f"than {name} can hold in a sum over {len(sample_weight)} samples; narrow "
-            f"the range of the weights{remedy}"
+            f"the range of the weights{or_float64}"
         )
     return totals
+
+
+def _name_and_remedy(dtype):
+    """The working dtype's name, and the advice to use float64 unless it already is."""
+    name = str(dtype).split(".")[-1]
+    return name, ("" if name == "float64" else " or use dtype='float64'")
 
 
 def merge_tolerance(dtype, *, blurring=True):
@@ -412,11 +417,11 @@ def run_mean_shift(
     if not torch.isfinite(points).all() or points.abs().max() > limit:
         with np.errstate(over="ignore"):
             span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
-        name = str(dtype).split(".")[-1]
-        remedy = "a larger bandwidth" + (" or dtype='float64'" if name != "float64" else "")
+        name, or_float64 = _name_and_remedy(dtype)
         raise ValueError(
             f"bandwidth={bandwidth:g} is too small for {name}: the data span {span:g} in one "
-            f"feature, {span / bandwidth:g} bandwidths, more than it can hold; use {remedy}"
+            f"feature, {span / bandwidth:g} bandwidths, more than it can hold; use a larger "
+            f"bandwidth{or_float64}"
         )
     if sample_weight is not None:
         counts = distinct_weights(unique_inverse, sample_weight, len(unique), dtype)
