@@ -72,6 +72,17 @@ def test_layout_errors_say_what_was_expected(X, message):
         SegNetSegmenter(**TINY).fit(X, y)
 
 
+def test_images_of_different_sizes_are_named():
+    X, y = np.zeros((8, 16, 16)), np.zeros((8, 16, 16), dtype=int)
+    model = SegNetSegmenter(**TINY).fit(X, y)
+    message = r"images of different shapes, \(16, 16\) and \(16, 20\)"
+    with pytest.raises(ValueError, match=message):
+        model.predict([X[0], np.zeros((16, 20)), X[1]])
+    with pytest.raises(ValueError, match=message):
+        SegNetSegmenter(**TINY).fit([X[0], np.zeros((16, 20))], [y[0], np.zeros((16, 20))])
+    assert model.predict([X[0], X[1]]).shape == (2, 16, 16)  # one size in a list is fine
+
+
 @pytest.mark.parametrize(
     "dtype, scale", [(np.uint8, 255), (np.uint16, 65535), (np.bool_, 1)]
 )

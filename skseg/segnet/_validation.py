@@ -33,6 +33,14 @@ def check_images(X, *, image_shape, depth):
     images : ndarray of shape (n, C, H, W), float32
     flat : bool
     """
+    if isinstance(X, (list, tuple)) and len(X) > 1:  # before numpy's "inhomogeneous shape"
+        shapes = list(dict.fromkeys(np.shape(image) for image in X))
+        if len(shapes) > 1:
+            raise ValueError(
+                f"X holds images of different shapes, {shapes[0]} and {shapes[1]}; "
+                "SegNetSegmenter takes images of one size per call: crop or resize them "
+                "to one size, or call predict once per size"
+            )
     # integer and boolean images are scaled as scikit-image's img_as_float does
     # (uint8 by 255, uint16 by 65535, bool to 0 / 1), so that they match float images
     dtype_kind = getattr(X, "dtype", np.dtype(float)).kind
