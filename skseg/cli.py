@@ -286,8 +286,8 @@ def build_parser():
     seg = commands.add_parser(
         "segment",
         help="mean-shift segmentation of an image file",
-        description="Segment an RGB image by Gaussian mean-shift on its CIELAB colours and "
-        "write a picture: original | segments in mean colour | boundaries.",
+        description="Segment an RGB or greyscale image by Gaussian mean-shift on its CIELAB "
+        "colours and write a picture: original | segments in mean colour | boundaries.",
     )
     seg.add_argument(
         "image", nargs="?", help="image file (default: scikit-image's 'coffee' sample)"

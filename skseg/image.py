@@ -48,7 +48,9 @@ def _check_rgb(image):
 def read_rgb_image(path):
     """Read an image file as an RGB array.
 
-    RGBA files are composited on white; greyscale and other layouts are refused.
+    Greyscale files become grey RGB (the value in all three channels); files with an
+    alpha channel (RGBA, grey and alpha) are composited on white. Other layouts (image
+    stacks, more channels) are refused.
 
     Parameters
     ----------
@@ -63,7 +65,7 @@ def read_rgb_image(path):
     Raises
     ------
     ValueError
-        If the file cannot be read as an image or is not RGB.
+        If the file cannot be read as an image, or is neither RGB nor greyscale.
 
     Examples
     --------
@@ -79,11 +81,16 @@ def read_rgb_image(path):
         image = io.imread(path)
     except Exception as exc:  # imageio raises many types for unreadable files
         raise ValueError(f"cannot read {str(path)!r} as an image: {exc}") from exc
+    if image.ndim == 3 and image.shape[-1] == 2:  # grey and alpha
+        image = image[..., [0, 0, 0, 1]]
     if image.ndim == 3 and image.shape[-1] == 4:
         image = color.rgba2rgb(image)
+    if image.ndim == 2:
+        image = color.gray2rgb(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(
-            f"{str(path)!r} is not an RGB image: its pixel array has shape {image.shape}"
+            f"{str(path)!r} is neither an RGB nor a greyscale image: its pixel array has "
+            f"shape {image.shape}"
         )
     return image
 

@@ -29,6 +29,14 @@ def test_segment_file_quietly(tmp_path, capsys):
     assert main(["segment", str(path), "--scale", "1", "--quiet", "-o", str(out)]) == 0
     assert capsys.readouterr().err == ""
     assert io.imread(out).shape == (32, 96, 3)
+    # a greyscale photo segments by its grey levels: the photo and the segments are grey
+    io.imsave(path, data.camera()[::16, ::16])
+    assert main(["segment", str(path), "--scale", "1", "--quiet", "-o", str(out)]) == 0
+    panel = io.imread(out)
+    assert panel.shape == (32, 96, 3)
+    grey_panels = panel[:, :64]
+    assert (grey_panels == grey_panels[..., :1]).all()
+    assert len(np.unique(grey_panels[:, 32:, 0])) > 1  # more than one segment
 
 
 def test_segment_announces_a_compilation_while_it_runs(monkeypatch, tmp_path, capsys):
@@ -75,10 +83,10 @@ def test_segment_reports_bad_files(tmp_path, capsys):
     bad.write_bytes(b"garbage")
     assert main(["segment", str(bad), "-o", str(tmp_path / "o.png")]) == 2
     assert "cannot read" in capsys.readouterr().err
-    grey = tmp_path / "grey.png"
-    io.imsave(grey, np.zeros((8, 8), np.uint8), check_contrast=False)
-    assert main(["segment", str(grey), "-o", str(tmp_path / "o.png")]) == 2
-    assert "not an RGB image" in capsys.readouterr().err
+    stack = tmp_path / "stack.tif"
+    io.imsave(stack, np.zeros((2, 8, 8, 3), np.uint8), check_contrast=False)
+    assert main(["segment", str(stack), "-o", str(tmp_path / "o.png")]) == 2
+    assert "neither an RGB nor a greyscale image" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

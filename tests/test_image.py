@@ -129,9 +129,18 @@ def test_read_rgb_image(tmp_path):
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     io.imsave(tmp_path / "rgba.png", rgba)
     np.testing.assert_allclose(read_rgb_image(tmp_path / "rgba.png"), rgb / 255.0)
-    io.imsave(tmp_path / "grey.png", rgb[..., 0])
-    with pytest.raises(ValueError, match="not an RGB image"):
-        read_rgb_image(tmp_path / "grey.png")
+    grey = rgb[..., 0]
+    io.imsave(tmp_path / "grey.png", grey)
+    np.testing.assert_array_equal(read_rgb_image(tmp_path / "grey.png"), np.dstack([grey] * 3))
+    alpha = np.arange(grey.size, dtype=np.uint8).reshape(grey.shape)
+    io.imsave(tmp_path / "grey_alpha.png", np.dstack([grey, alpha]))
+    on_white = (grey * (alpha / 255.0) + 255.0 * (1 - alpha / 255.0)) / 255.0
+    np.testing.assert_allclose(
+        read_rgb_image(tmp_path / "grey_alpha.png"), np.dstack([on_white] * 3), atol=1e-12
+    )
+    io.imsave(tmp_path / "stack.tif", np.stack([rgb, rgb]))
+    with pytest.raises(ValueError, match=r"neither an RGB nor a greyscale image.*\(2, 10, 12, 3\)"):
+        read_rgb_image(tmp_path / "stack.tif")
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(ValueError, match="cannot read"):
         read_rgb_image(tmp_path / "text.png")
