@@ -40,6 +40,7 @@ def _images(n=8, size=16, seed=0):
         ({"weight_decay": -1}, "'weight_decay' parameter .* must be a float in the range"),
         ({"lr": float("nan")}, "'lr' parameter .* must be a float in the range \\(0.0, inf\\)"),
         ({"lr": float("inf")}, "'lr' parameter .* must be a float in the range \\(0.0, inf\\)"),
+        ({"class_weight": "even"}, "'class_weight' parameter .* a str among {'balanced'}"),
     ],
 )
 def test_bad_parameters_are_named_before_training(params, message):

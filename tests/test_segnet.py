@@ -965,3 +965,53 @@ def test_predict_names_non_finite_scores_and_keeps_huge_finite_ones(small_data):
         model.predict(X[:20])
     with pytest.raises(ValueError, match="NaN or infinity"):
         model.predict_proba(X[:20])
+
+
+# the class weight tests need the weights and the loss, not a trained network
+ONE_EPOCH = {**TINY, "max_epochs": 1}
+
+
+def test_balanced_class_weights_weigh_the_loss(small_data):
+    X, y = small_data
+    model = SegNetSegmenter(**ONE_EPOCH, class_weight="balanced").fit(X, y)
+    # n_pixels / (n_classes * pixels of the class), counted by hand
+    counts = np.array([(y == c).sum() for c in model.classes_])
+    expected = counts.sum() / (len(counts) * counts)
+    np.testing.assert_allclose(model.class_weight_, expected)
+    # the loss is torch's class-weighted cross-entropy (a weighted mean over the pixels)
+    scores = torch.randn(3, len(counts), 32, 32, generator=torch.Generator().manual_seed(0))
+    target = torch.as_tensor(np.searchsorted(model.classes_, y[:3]))
+    target[:, :4] = 255
+    weight = torch.as_tensor(expected, dtype=torch.float32)
+    reference = F.cross_entropy(scores, target, weight=weight, ignore_index=255)
+    torch.testing.assert_close(model.criterion_(scores, target), reference)
+
+
+def test_class_weight_dicts_and_their_errors(small_data):
+    X, y = small_data
+    model = SegNetSegmenter(**ONE_EPOCH, class_weight={1: 3.0}).fit(X, y)
+    np.testing.assert_array_equal(model.class_weight_, [1.0, 3.0, 1.0])  # classes 0, 1, 10
+    np.testing.assert_array_equal(model.criterion_.weight, [1.0, 3.0, 1.0])
+    assert SegNetSegmenter(**ONE_EPOCH).fit(X, y).class_weight_ is None
+    with pytest.raises(ValueError, match=r"labels \[4\] that are not among the classes"):
+        SegNetSegmenter(**ONE_EPOCH, class_weight={4: 2.0}).fit(X, y)
+    with pytest.raises(ValueError, match=r"classes \[7\] have none in y"):
+        SegNetSegmenter(**ONE_EPOCH, class_weight="balanced").partial_fit(X, y, classes=[0, 1, 7, 10])
+    with pytest.raises(ValueError, match="pass one of them"):
+        SegNetSegmenter(**ONE_EPOCH, class_weight="balanced", criterion__weight=torch.ones(3)).fit(X, y)
+
+
+def test_class_weights_are_saved_and_follow_a_warm_start(small_data, tmp_path):
+    X, y = small_data
+    model = SegNetSegmenter(**ONE_EPOCH, class_weight="balanced", warm_start=True).fit(X, y)
+    path = tmp_path / "model.pt"
+    model.save(path)
+    loaded = SegNetSegmenter.load(path, optimizer=torch.optim.AdamW)
+    assert loaded.class_weight == "balanced"
+    np.testing.assert_array_equal(loaded.class_weight_, model.class_weight_)
+    torch.testing.assert_close(loaded.criterion_.weight, model.criterion_.weight)
+    # a second warm fit on other label maps weighs the loss by their pixels
+    model.fit(X[:8], y[:8])
+    counts = np.array([(y[:8] == c).sum() for c in model.classes_])
+    expected = counts.sum() / (len(counts) * counts)
+    np.testing.assert_allclose(model.criterion_.weight, expected, rtol=1e-6)

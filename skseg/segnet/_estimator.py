@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.dataset import ValidSplit
@@ -187,6 +188,14 @@ class SegNetSegmenter(NeuralNet):
     ignore_index : int, default=255
         Label of pixels that neither count in the loss nor in the score.
 
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the loss, as in scikit-learn's classifiers, per pixel.
+        A dict maps class labels to weights (classes it leaves out weigh 1);
+        ``"balanced"`` weighs each class by ``n_pixels / (n_classes * its_pixels)``,
+        counted over the labelled pixels of the label maps given to :meth:`fit` (or the
+        first :meth:`partial_fit`), so that rare classes count as much as common ones.
+        ``None`` weighs every pixel 1. Passing ``criterion__weight`` as well is an error.
+
     test_time_shifts : int, default=0
         Test-time augmentation: :meth:`predict`, :meth:`predict_proba` and :meth:`score`
         average the class probabilities of the image and of this many shifted copies.
@@ -217,6 +226,9 @@ class SegNetSegmenter(NeuralNet):
     ----------
     classes_ : ndarray of shape (n_classes,)
         Labels seen in ``fit`` (``ignore_index`` excluded).
+
+    class_weight_ : ndarray of shape (n_classes,) or None
+        Weight of each class of ``classes_`` in the loss, from ``class_weight``.
 
     n_features_in_ : int
         Values per image (``C * H * W``) seen in ``fit``.
@@ -264,6 +276,7 @@ class SegNetSegmenter(NeuralNet):
         "channels_last": ["boolean"],
         "image_shape": [None, tuple, list],
         "ignore_index": [Integral],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
         "test_time_shifts": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -295,6 +308,7 @@ class SegNetSegmenter(NeuralNet):
         channels_last=True,
         image_shape=None,
         ignore_index=255,
+        class_weight=None,
         test_time_shifts=0,
         device="cpu",
         random_state=None,
@@ -329,6 +343,7 @@ class SegNetSegmenter(NeuralNet):
         self.channels_last = channels_last
         self.image_shape = image_shape
         self.ignore_index = ignore_index
+        self.class_weight = class_weight
         self.test_time_shifts = test_time_shifts
         self.random_state = random_state
 
@@ -411,6 +426,9 @@ class SegNetSegmenter(NeuralNet):
 
     def initialize_criterion(self):
         kwargs = {"ignore_index": self.ignore_index, **self.get_params_for("criterion")}
+        weights = getattr(self, "class_weight_", None)
+        if weights is not None:
+            kwargs["weight"] = torch.as_tensor(weights, dtype=torch.float32)
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
 
@@ -537,10 +555,39 @@ class SegNetSegmenter(NeuralNet):
         else:
             self.classes_ = np.unique(check_integer_labels(classes, "classes"))
         encoded = self._encode(y)
+        self.class_weight_ = self._class_weights(known)
         with self._own_torch_rng():
             if not self.warm_start or not self.initialized_:
                 self.initialize()
+            elif self.class_weight is not None:  # a warm start: this fit's class weights
+                self._initialize_criterion()
             return NeuralNet.partial_fit(self, X, encoded, **fit_params)
+
+    def _class_weights(self, known):
+        """``class_weight`` as one weight per class of ``classes_``; ``known`` holds the
+        labelled pixels' labels. The cases scikit-learn's messages would blur are named
+        first."""
+        if self.class_weight is None:
+            return None
+        if "weight" in self.get_params_for("criterion"):
+            raise ValueError(
+                "class_weight and criterion__weight both weigh the classes: pass one of them"
+            )
+        if isinstance(self.class_weight, dict):
+            unknown = sorted(set(self.class_weight) - set(self.classes_.tolist()))
+            if unknown:
+                raise ValueError(
+                    f"class_weight has labels {unknown} that are not among the classes "
+                    f"{self.classes_.tolist()}"
+                )
+        else:
+            absent = np.setdiff1d(self.classes_, known)
+            if len(absent):
+                raise ValueError(
+                    f"class_weight='balanced' counts the pixels of every class, and classes "
+                    f"{absent.tolist()} have none in y: pass a dict of weights instead"
+                )
+        return compute_class_weight(self.class_weight, classes=self.classes_, y=known)
 
     def _own_torch_rng(self):
         """Seed torch from ``random_state`` inside, and leave the caller's generators as

@@ -37,6 +37,7 @@ _SAVED_PARAMS = (
     "channels_last",
     "image_shape",
     "ignore_index",
+    "class_weight",
     "test_time_shifts",
     "random_state",
     "verbose",
@@ -58,6 +59,9 @@ def save_model(estimator, path, *, weights_dtype=None):
     for name in ("image_shape", "convs_per_block"):
         if isinstance(params[name], (tuple, list)):
             params[name] = [int(v) for v in params[name]]
+    if isinstance(params["class_weight"], dict):  # numpy scalars are not plain values
+        params["class_weight"] = {int(k): float(v) for k, v in params["class_weight"].items()}
+    class_weight = getattr(estimator, "class_weight_", None)
     state = estimator.module_.state_dict()
     if weights_dtype is not None:
         state = {
@@ -70,6 +74,7 @@ def save_model(estimator, path, *, weights_dtype=None):
             "format_version": FILE_FORMAT_VERSION,
             "params": params,
             "classes": torch.as_tensor(estimator.classes_),
+            **({} if class_weight is None else {"class_weight": torch.as_tensor(class_weight)}),
             "image_shape": list(estimator.image_shape_),
             "history": json.dumps(estimator.history.to_list(), default=float),
             "state_dict": state,
@@ -95,6 +100,8 @@ def load_model(cls, path, **params):
     estimator.classes_ = saved["classes"].numpy()
     estimator.image_shape_ = tuple(saved["image_shape"])
     estimator.n_features_in_ = math.prod(estimator.image_shape_)
+    if "class_weight" in saved:  # the loss weights of the fit, for further training
+        estimator.class_weight_ = saved["class_weight"].numpy()
     estimator.initialize()
     try:
         estimator.module_.load_state_dict(saved["state_dict"])
