@@ -996,9 +996,11 @@ def test_class_weight_dicts_and_their_errors(small_data):
     with pytest.raises(ValueError, match=r"labels \[4\] that are not among the classes"):
         SegNetSegmenter(**ONE_EPOCH, class_weight={4: 2.0}).fit(X, y)
     with pytest.raises(ValueError, match=r"classes \[7\] have none in y"):
-        SegNetSegmenter(**ONE_EPOCH, class_weight="balanced").partial_fit(X, y, classes=[0, 1, 7, 10])
+        balanced = SegNetSegmenter(**ONE_EPOCH, class_weight="balanced")
+        balanced.partial_fit(X, y, classes=[0, 1, 7, 10])
     with pytest.raises(ValueError, match="pass one of them"):
-        SegNetSegmenter(**ONE_EPOCH, class_weight="balanced", criterion__weight=torch.ones(3)).fit(X, y)
+        both = SegNetSegmenter(**ONE_EPOCH, class_weight="balanced", criterion__weight=torch.ones(3))
+        both.fit(X, y)
 
 
 def test_class_weights_are_saved_and_follow_a_warm_start(small_data, tmp_path):
