@@ -999,7 +999,7 @@ def test_class_weight_dicts_and_their_errors(small_data):
         balanced = SegNetSegmenter(**ONE_EPOCH, class_weight="balanced")
         balanced.partial_fit(X, y, classes=[0, 1, 7, 10])
     with pytest.raises(ValueError, match="pass one of them"):
-        both = SegNetSegmenter(**ONE_EPOCH, class_weight="balanced", criterion__weight=torch.ones(3))
+        both = SegNetSegmenter(**ONE_EPOCH, class_weight={1: 2.0}, criterion__weight=torch.ones(3))
         both.fit(X, y)
 
 
