@@ -768,11 +768,11 @@ class SegNetSegmenter(NeuralNet):
         """Save the trained estimator to one file that loads without running code.
 
         Stores the simple constructor parameters (``verbose`` included), ``classes_``,
-        the image shape, the training ``history`` and the network's weights as tensors,
-        with a format name, a format version and a SHA-256 checksum of the weights, for
-        :meth:`load`. Classes passed as ``module``, ``criterion`` or ``optimizer`` and a
-        callable ``augment`` are not stored; pass them to :meth:`load` again (a file
-        without ``augment`` loads with ``augment=False``).
+        ``class_weight_``, the image shape, the training ``history`` and the network's
+        weights as tensors, with a format name, a format version and a SHA-256 checksum
+        of the weights, for :meth:`load`. Classes passed as ``module``, ``criterion`` or
+        ``optimizer`` and a callable ``augment`` are not stored; pass them to
+        :meth:`load` again (a file without ``augment`` loads with ``augment=False``).
 
         Unlike this file, a pickle of the estimator (``pickle``, ``joblib``) runs code
         from the file when it is loaded: load pickles only from sources you trust.

@@ -1,8 +1,8 @@
 """Model files of :class:`~skseg.SegNetSegmenter`: one file of tensors and plain values.
 
-:func:`save_model` writes the simple constructor parameters, the classes, the image shape,
-the training history and the weights, with a format name, a version and a SHA-256
-checksum of the weights. :func:`load_model` reads such a file with
+:func:`save_model` writes the simple constructor parameters, the classes and their loss
+weights, the image shape, the training history and the weights, with a format name, a
+version and a SHA-256 checksum of the weights. :func:`load_model` reads such a file with
 ``torch.load(weights_only=True)``, which cannot run code, and rejects foreign, truncated,
 corrupted and newer files with a ``ValueError`` that says which.
 """
