@@ -1017,3 +1017,12 @@ def test_class_weights_are_saved_and_follow_a_warm_start(small_data, tmp_path):
     counts = np.array([(y[:8] == c).sum() for c in model.classes_])
     expected = counts.sum() / (len(counts) * counts)
     np.testing.assert_allclose(model.criterion_.weight, expected, rtol=1e-6)
+
+
+def test_version_1_model_files_still_load():
+    # the gallery's model was saved before class weights (format version 1)
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "data", "segnet_mnist.pt")
+    assert torch.load(path, weights_only=True)["format_version"] == 1
+    model = SegNetSegmenter.load(path)
+    assert model.class_weight is None and model.criterion_.weight is None
+    assert model.predict(np.zeros((1, 64, 64), np.float32)).shape == (1, 64, 64)

@@ -45,9 +45,10 @@ _SAVED_PARAMS = (
 
 #: what :meth:`SegNetSegmenter.save` writes under the ``"format"`` key, and the newest
 #: version of the file layout :meth:`SegNetSegmenter.load` reads (files from before the
-#: versions are read as version 0)
+#: versions are read as version 0). Version 2 added ``class_weight``, which version 1
+#: readers cannot pass to their constructor.
 FILE_FORMAT = "skseg.SegNetSegmenter"
-FILE_FORMAT_VERSION = 1
+FILE_FORMAT_VERSION = 2
 
 
 def save_model(estimator, path, *, weights_dtype=None):
