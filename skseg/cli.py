@@ -36,6 +36,7 @@ def _segment(args):
         image, name = data.coffee(), "scikit-image sample 'coffee'"
     else:
         image, name = read_rgb_image(args.image), args.image
+    mask = None if args.mask is None else _read_mask(args.mask, image.shape[:2])
     if args.scale != 1.0:
         height, width = (round(side * args.scale) for side in image.shape[:2])
         if min(height, width) < 1 or height * width > MAX_PIXELS:
@@ -49,6 +50,8 @@ def _segment(args):
         image = util.img_as_ubyte(
             transform.rescale(image, args.scale, channel_axis=-1, anti_aliasing=args.scale < 1)
         )
+        if mask is not None:  # nearest neighbour: a mask pixel stays in or out
+            mask = transform.resize(mask, image.shape[:2], order=0, anti_aliasing=False)
     features = rgb_to_features(image, spatial_scale=args.spatial_scale)
     segmenter = MeanShiftSegmenter(
         bandwidth=args.bandwidth,
@@ -75,7 +78,7 @@ def _segment(args):
             print(f"compiled them in {seconds:.0f} s; numba caches them for later runs")
     print(f"segmenting {name}: {image.shape[1]} x {image.shape[0]} pixels")
     start = time.perf_counter()
-    labels = segmenter.fit_predict(features)
+    labels = segmenter.fit_predict(features, sample_weight=None if mask is None else mask.ravel())
     label_map = merge_small_regions(labels_to_image(labels, image.shape), args.min_segment_size)
     elapsed = time.perf_counter() - start
     print(
@@ -88,6 +91,28 @@ def _segment(args):
     if args.labels is not None:
         _save_label_map(label_map, args.labels)
     return 0
+
+
+def _read_mask(path, shape):
+    """The pixels of the image file ``path`` that are not black (alpha is ignored); the
+    image must be ``shape``."""
+    from skimage import io
+
+    try:
+        mask = io.imread(path)
+    except Exception as exc:  # imageio raises many types for unreadable files
+        raise ValueError(f"cannot read the mask {str(path)!r} as an image: {exc}") from exc
+    if mask.ndim == 3:  # grey or colour channels, without alpha
+        mask = mask[..., : 1 if mask.shape[-1] == 2 else 3]
+    mask = (mask != 0).any(axis=-1) if mask.ndim == 3 else mask != 0
+    if mask.shape != tuple(shape):
+        raise ValueError(
+            f"the mask {str(path)!r} is {mask.shape[-1]} x {mask.shape[0]} pixels, the image "
+            f"{shape[1]} x {shape[0]}: they must be the same size"
+        )
+    if not mask.any():
+        raise ValueError(f"the mask {str(path)!r} is black everywhere: nothing to segment")
+    return mask
 
 
 def _save_label_map(label_map, output):
@@ -328,6 +353,13 @@ def build_parser():
         help="side of the grid algorithm's cells in bandwidths (default: the estimator's; "
         "smaller follows the exact result more closely and takes longer)",
     )
+    seg.add_argument(
+        "--mask",
+        metavar="FILE",
+        help="an image of the photo's size: only the photo's pixels where it is not black "
+        "are segmented, the others take their nearest segment (MeanShiftSegmenter's "
+        "sample_weight)",
+    )
     seg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     seg.add_argument("-o", "--output", default="segmentation.png", help="output picture")
     seg.add_argument(
@@ -467,6 +499,8 @@ def _check_arguments(args):
                 raise ValueError(f"--labels and --output are the same file {args.labels!r}")
         if args.image is not None and not Path(args.image).is_file():
             raise ValueError(f"image {args.image!r} does not exist")
+        if args.mask is not None and not Path(args.mask).is_file():
+            raise ValueError(f"mask {args.mask!r} does not exist")
         return
     _check_output(args.output, (".pt",))
     if args.data_home is not None and not Path(args.data_home).is_dir():

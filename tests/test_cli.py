@@ -3,11 +3,13 @@ import re
 import numpy as np
 import pytest
 from skimage import data, io, transform, util
+from sklearn.metrics import adjusted_rand_score
 
-from skseg import SegNetSegmenter
+from skseg import MeanShiftSegmenter, SegNetSegmenter
 from skseg._device import has_fast_bfloat16
 from skseg.cli import main
 from skseg.datasets import StandInWarning
+from skseg.image import rgb_to_features
 
 from .test_datasets import SHARED_MNIST, needs_shared
 
@@ -342,3 +344,32 @@ def test_segment_writes_the_label_map_it_draws(tmp_path, capsys):
     flat = io.imread(out)[:, 60:120].reshape(-1, 3)
     for label in range(n_segments):
         assert len(np.unique(flat[labels.ravel() == label], axis=0)) == 1
+
+
+def test_segment_with_a_mask_fits_only_its_pixels(tmp_path, capsys):
+    image = data.astronaut()[::8, ::8]  # 64 x 64
+    photo, mask_file = tmp_path / "photo.png", tmp_path / "mask.png"
+    io.imsave(photo, image)
+    mask = np.zeros((64, 64, 4), np.uint8)  # RGBA: opaque, white on black
+    mask[..., 3] = 255
+    mask[8:40, 16:48, :3] = 255
+    io.imsave(mask_file, mask)
+    labels, out = tmp_path / "labels.npy", str(tmp_path / "o.png")
+    argv = ["segment", str(photo), "--quiet", "--min-segment-size", "0", "-o", out]
+    assert main([*argv, "--mask", str(mask_file), "--labels", str(labels)]) == 0
+    inside = (mask[..., 0] > 0).ravel()
+    direct = MeanShiftSegmenter().fit(rgb_to_features(image), sample_weight=inside).labels_
+    # the same partition (the file numbers the segments by first appearance)
+    assert adjusted_rand_score(np.load(labels).ravel(), direct) == 1.0
+    # with --scale the mask is resized by nearest neighbour, and stays a mask
+    assert main([*argv, "--mask", str(mask_file), "--scale", "0.5"]) == 0
+    capsys.readouterr()
+    io.imsave(tmp_path / "small.png", mask[:32])
+    io.imsave(tmp_path / "black.png", np.zeros((64, 64), np.uint8), check_contrast=False)
+    for name, message in [
+        ("small.png", "is 64 x 32 pixels, the image 64 x 64"),
+        ("black.png", "black everywhere"),
+        ("missing.png", "does not exist"),
+    ]:
+        assert main([*argv, "--mask", str(tmp_path / name)]) == 2
+        assert message in capsys.readouterr().err
