@@ -69,9 +69,9 @@ def test_segment_grid_cell_reaches_the_estimator(monkeypatch, tmp_path):
     seen = []
     fit = MeanShiftSegmenter.fit
 
-    def spy(self, X, y=None):
+    def spy(self, X, y=None, sample_weight=None):
         seen.append((self.algorithm, self.grid_cell))
-        return fit(self, X, y)
+        return fit(self, X, y, sample_weight)
 
     monkeypatch.setattr(MeanShiftSegmenter, "fit", spy)
     argv = ["segment", "--scale", "0.05", "--quiet", "--algorithm", "grid"]
