@@ -96,12 +96,9 @@ def _segment(args):
 def _read_mask(path, shape):
     """The pixels of the image file ``path`` that are not black (alpha is ignored); the
     image must be ``shape``."""
-    from skimage import io
+    from .image import _imread
 
-    try:
-        mask = io.imread(path)
-    except Exception as exc:  # imageio raises many types for unreadable files
-        raise ValueError(f"cannot read the mask {str(path)!r} as an image: {exc}") from exc
+    mask = _imread(path, "a mask image")
     if mask.ndim == 3:  # grey or colour channels, without alpha
         mask = mask[..., : 1 if mask.shape[-1] == 2 else 3]
     mask = (mask != 0).any(axis=-1) if mask.ndim == 3 else mask != 0

@@ -45,6 +45,15 @@ def _check_rgb(image):
     return image
 
 
+def _imread(path, what="an image"):
+    """:func:`skimage.io.imread`, with one ``ValueError`` that names the file when it
+    cannot be read (imageio raises many types)."""
+    try:
+        return io.imread(path)
+    except Exception as exc:
+        raise ValueError(f"cannot read {str(path)!r} as {what}: {exc}") from exc
+
+
 def read_rgb_image(path):
     """Read an image file as an RGB array.
 
@@ -77,10 +86,7 @@ def read_rgb_image(path):
     >>> read_rgb_image(path).shape
     (32, 32, 3)
     """
-    try:
-        image = io.imread(path)
-    except Exception as exc:  # imageio raises many types for unreadable files
-        raise ValueError(f"cannot read {str(path)!r} as an image: {exc}") from exc
+    image = _imread(path)
     if image.ndim == 3 and image.shape[-1] == 2:  # grey and alpha
         image = image[..., [0, 0, 0, 1]]
     if image.ndim == 3 and image.shape[-1] == 4:

@@ -366,7 +366,9 @@ def test_segment_with_a_mask_fits_only_its_pixels(tmp_path, capsys):
     capsys.readouterr()
     io.imsave(tmp_path / "small.png", mask[:32])
     io.imsave(tmp_path / "black.png", np.zeros((64, 64), np.uint8), check_contrast=False)
+    (tmp_path / "garbage.png").write_bytes(b"garbage")
     for name, message in [
+        ("garbage.png", "cannot read"),
         ("small.png", "is 64 x 32 pixels, the image 64 x 64"),
         ("black.png", "black everywhere"),
         ("missing.png", "does not exist"),
