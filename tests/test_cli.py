@@ -80,8 +80,6 @@ def test_segment_grid_cell_reaches_the_estimator(monkeypatch, tmp_path):
     assert seen == [("grid", 0.25), ("grid", MeanShiftSegmenter().grid_cell)]
 
 
-# imageio announces its legacy DICOM plugin while it looks for a reader of the stack
-@pytest.mark.filterwarnings("ignore:The legacy `DICOM` plugin:DeprecationWarning")
 def test_segment_reports_bad_files(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"garbage")

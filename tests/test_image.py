@@ -122,8 +122,6 @@ def test_overview_paints_every_label_in_its_mean_colour():
         segmentation_overview(image, label_map.astype(float))
 
 
-# imageio announces its legacy DICOM plugin while it looks for a reader of the stack
-@pytest.mark.filterwarnings("ignore:The legacy `DICOM` plugin:DeprecationWarning")
 def test_read_rgb_image(tmp_path):
     rgb = data.astronaut()[:10, :12]
     io.imsave(tmp_path / "rgb.png", rgb)
