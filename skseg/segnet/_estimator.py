@@ -555,7 +555,7 @@ class SegNetSegmenter(NeuralNet):
         else:
             self.classes_ = np.unique(check_integer_labels(classes, "classes"))
         encoded = self._encode(y)
-        self.class_weight_ = self._class_weights(known)
+        self.class_weight_ = self._class_weights(known, encoded)
         with self._own_torch_rng():
             if not self.warm_start or not self.initialized_:
                 self.initialize()
@@ -563,10 +563,10 @@ class SegNetSegmenter(NeuralNet):
                 self._initialize_criterion()
             return NeuralNet.partial_fit(self, X, encoded, **fit_params)
 
-    def _class_weights(self, known):
+    def _class_weights(self, known, encoded):
         """``class_weight`` as one weight per class of ``classes_``; ``known`` holds the
-        labelled pixels' labels. The cases scikit-learn's messages would blur are named
-        first."""
+        labelled pixels' labels, ``encoded`` every pixel's class index. The cases
+        scikit-learn's messages would blur are named first."""
         if self.class_weight is None:
             return None
         if "weight" in self.get_params_for("criterion"):
@@ -581,7 +581,9 @@ class SegNetSegmenter(NeuralNet):
                     f"{self.classes_.tolist()}"
                 )
         else:
-            absent = np.setdiff1d(self.classes_, known)
+            # counted on the class indices: no sort of every pixel's label
+            labelled = encoded[encoded != self.ignore_index]
+            absent = self.classes_[np.bincount(labelled, minlength=len(self.classes_)) == 0]
             if len(absent):
                 raise ValueError(
                     f"class_weight='balanced' counts the pixels of every class, and classes "
