@@ -174,6 +174,76 @@ def test_merge_coincident_keeps_weighted_means():
     np.testing.assert_allclose(merged[inv[0]].numpy(), [0.75e-7, 0.0])
 
 
+def test_aggregate_sources_sums_each_cell_at_its_mean():
+    rng = np.random.default_rng(0)
+    cell = 0.5
+    # 40 crowded cells of 5 points each, and 10 points alone in theirs
+    centres = rng.integers(-50, 50, size=(50, 3)) * 4 * cell
+    members = np.repeat(centres, [5] * 40 + [1] * 10, axis=0)
+    points = members + rng.uniform(-0.4 * cell, 0.4 * cell, size=members.shape)
+    weights = rng.uniform(0.5, 3.0, size=len(points))
+    points_t, weights_t = torch.as_tensor(points), torch.as_tensor(weights)
+    sources, source_weights = backend.aggregate_sources(points_t, weights_t, cell)
+    # numpy reference: the weighted mean and total weight of every cell
+    cell_of = np.unique(np.round(points / cell), axis=0, return_inverse=True)[1].ravel()
+    totals = np.bincount(cell_of, weights=weights)
+    means = np.stack([np.bincount(cell_of, weights=weights * points[:, k]) for k in range(3)], 1)
+    means /= totals[:, None]
+    order = np.lexsort(means.T)
+    got = sources.numpy()
+    got_order = np.lexsort(got.T)
+    np.testing.assert_allclose(got[got_order], means[order], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(source_weights.numpy()[got_order], totals[order], rtol=1e-12)
+    # too little to gain: the sources are the points themselves
+    same = backend.aggregate_sources(points_t, weights_t, cell, max_fraction=0.2)
+    assert same[0] is points_t and same[1] is weights_t
+
+
+@pytest.mark.parametrize("distance", [0.0, 0.5, 1.0, 2.0, 3.0])
+def test_aggregated_sources_change_the_gaussian_sums_in_the_second_order(distance):
+    # points crowded within one cell, seen from a query at a distance of their mean: the
+    # aggregate keeps the sums within |delta|**2 * (2 r**2 + 1) of the exact ones
+    rng = np.random.default_rng(1)
+    cell = backend.source_cell(torch.float32, "blurring")
+    points = rng.uniform(-cell / 2, cell / 2, size=(64, 3))
+    weights = rng.uniform(0.5, 2.0, size=64)
+    mean = weights @ points / weights.sum()
+    query = mean + distance * np.array([0.6, 0.0, 0.8])
+
+    def sums(sources, source_weights):
+        kernel = source_weights * np.exp(-((query - sources) ** 2).sum(1))
+        return kernel.sum(), kernel @ sources
+
+    exact_weight, exact_moment = sums(points, weights)
+    aggregate_weight, aggregate_moment = sums(mean[None], np.array([weights.sum()]))
+    delta2 = ((points - mean) ** 2).sum(1).max()
+    bound = delta2 * (2 * distance**2 + 1)
+    assert abs(aggregate_weight / exact_weight - 1) <= bound
+    # the mean it pulls towards moves by a second-order amount too
+    shift = np.linalg.norm(aggregate_moment / aggregate_weight - exact_moment / exact_weight)
+    assert shift <= 2 * delta2 * (distance + 1)
+
+
+def test_blurring_sums_crowded_sources_as_one_and_keeps_its_answer(monkeypatch):
+    # tight blobs crowd within a source cell after a few steps; the float32 result with
+    # the aggregated sources stays on the float64 reference loop's answer
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(c, 1.5, size=(150, 3)) for c in (0.0, 6.0, 14.0)])
+    calls = []
+    aggregate = backend.aggregate_sources
+
+    def spy(points, weights, cell, **kwargs):
+        sources, source_weights = aggregate(points, weights, cell, **kwargs)
+        calls.append((len(points), len(sources)))
+        return sources, source_weights
+
+    monkeypatch.setattr(backend, "aggregate_sources", spy)
+    ms = MeanShiftSegmenter(device="cpu").fit(X)
+    assert any(n_sources < n_points for n_points, n_sources in calls)
+    expected = blurring_mean_shift_reference(X)
+    np.testing.assert_allclose(ms.shifted_points_, expected, rtol=0, atol=1e-3)
+
+
 def test_tol_stops_early_and_max_iter_zero_keeps_points(coffee_lab_small):
     X = coffee_lab_small[::8]
     early = MeanShiftSegmenter(tol=0.5, device="cpu").fit(X)

@@ -11,7 +11,9 @@ tolerance of the exact step:
 1. **Multiplicities.** Exactly equal inputs are one point with weight ``k``, and points
    whose positions agree to within :func:`merge_tolerance` (they have collapsed together)
    are merged into one weighted point. A blurring step moves coincident points
-   identically, so they never separate again.
+   identically, so they never separate again. As sources, points that crowd within a
+   cell of :func:`source_cell` are summed as one at their weighted mean
+   (:func:`aggregate_sources`), while each stays a query of its own.
 2. **Error-bounded pruning.** Points are ordered along a k-d tree (leaves of
    ``LEAF_SIZE`` points). For every query leaf, :func:`leaf_lists` lists the source
    leaves it may need, nearest first, leaving out leaves whose weight, bounded with the
@@ -258,15 +260,14 @@ def weighted_means_torch(qry, src, ptr, leaves, batch_size):
     return out
 
 
-def merge_coincident(points, weights, inverse, tol):
-    """Merge points that agree to within ``tol`` (same cell of a ``tol`` grid).
+def _cell_means(points, weights, tol):
+    """Weighted means and summed weights of the points of every cell of a ``tol`` grid.
 
-    Returns the merged points (weighted means of their members, in the order of their
-    first members), their summed weights and the updated map from original samples to
-    merged points.
+    Returns ``(means, weights, group)``, the cells in the order of their first members
+    and the cell of every point, or ``None`` when no two points share a cell.
     """
     if tol <= 0 or len(points) < 2:
-        return points, weights, inverse
+        return None
     # cell indices, computed in float64 so that huge scaled coordinates (tiny bandwidths)
     # cannot overflow
     # C order whatever the tensor's strides: one compiled version of each kernel
@@ -274,14 +275,48 @@ def merge_coincident(points, weights, inverse, tol):
     keys = np.round(points_np.astype(np.float64) / tol)
     first, group_np = kernels.row_groups(keys)
     if len(first) == len(points):
-        return points, weights, inverse
+        return None
     # the sums run in one numba loop, one point after the other: torch's parallel
     # index_add_ adds in a varying order, and blurring mean-shift amplifies such
     # last-bit differences into different results from run to run
     new_p, new_w = kernels.group_means(points_np, weights.cpu().numpy(), group_np, len(first))
     device = points.device
-    new_p, new_w = torch.as_tensor(new_p, device=device), torch.as_tensor(new_w, device=device)
-    return new_p, new_w, torch.as_tensor(group_np, device=device)[inverse]
+    return (
+        torch.as_tensor(new_p, device=device),
+        torch.as_tensor(new_w, device=device),
+        torch.as_tensor(group_np, device=device),
+    )
+
+
+def merge_coincident(points, weights, inverse, tol):
+    """Merge points that agree to within ``tol`` (same cell of a ``tol`` grid).
+
+    Returns the merged points (weighted means of their members, in the order of their
+    first members), their summed weights and the updated map from original samples to
+    merged points.
+    """
+    cells = _cell_means(points, weights, tol)
+    if cells is None:
+        return points, weights, inverse
+    new_p, new_w, group = cells
+    return new_p, new_w, group[inverse]
+
+
+def aggregate_sources(points, weights, cell, *, max_fraction=0.75):
+    """The sources of a blurring step, with the points of every ``cell`` summed as one.
+
+    A cell's points become one source of their summed weight at their weighted mean.
+    The weight and the first moment are kept exactly, so a query at distance ``r`` sees
+    its Gaussian sum change only in the second order of the points' offsets ``delta``
+    from their mean: by a fraction of about ``|delta|**2 * (2 * r**2 + 1)``.
+
+    Returns ``(points, weights)`` unchanged when that leaves more than ``max_fraction``
+    of them: two k-d trees (queries and sources) then cost more than they save.
+    """
+    cells = _cell_means(points, weights, cell)
+    if cells is None or len(cells[0]) > max_fraction * len(points):
+        return points, weights
+    return cells[0], cells[1]
 
 
 def unique_rows(X):
@@ -358,6 +393,25 @@ def merge_tolerance(dtype, *, blurring=True):
     return relative / math.sqrt(2.0)
 
 
+def source_cell(dtype, algorithm):
+    """Side, in scaled units, of the cells whose sources are summed as one in a step.
+
+    ``1e-2`` bandwidths in float32 blurring mean-shift, and none otherwise (float64, the
+    standard algorithm, whose sources do not move, and the grid mode, whose merge cells
+    are larger). Blurring mean-shift crowds each cluster's points together for a few
+    steps before they come within a merge cell of each other (:func:`merge_tolerance`);
+    in those steps, summing the sources of a cell at their mean (:func:`aggregate_sources`)
+    leaves a third to a tenth of them. The error is second order in the cell: at most
+    about ``1e-3`` of the weight of a source 2 scaled units away, as much as the first
+    order change that merging at :func:`merge_tolerance` makes. On the benchmark photos
+    as many pixels end within 0.05 Lab units of float64 as without it; with ``3e-2``
+    bandwidths, 17 pixels of ``immunohistochemistry`` end in another mode.
+    """
+    if dtype != torch.float32 or algorithm != "blurring":
+        return 0.0
+    return 1e-2 / math.sqrt(2.0)
+
+
 def run_mean_shift(
     X,
     *,
@@ -429,6 +483,7 @@ def run_mean_shift(
     standard = algorithm == "standard"
     tolerance = prune_tolerance(dtype)
     merge_tol = merge_tolerance(dtype, blurring=not standard)
+    aggregate_cell = source_cell(dtype, algorithm)
     if algorithm == "grid":
         # approximate, after MeanShift++ (Jang and Jiang, CVPR 2021): the points of one
         # grid cell (in bandwidths) start as one weighted point, points that share a
@@ -445,7 +500,11 @@ def run_mean_shift(
         if standard:
             new = weighted_means(points, sources, source_weights, tolerance, batch_size)
         else:
-            new = weighted_means(points, points, weights, tolerance, batch_size, same=True)
+            sources, source_weights = aggregate_sources(points, weights, aggregate_cell)
+            if sources is points:
+                new = weighted_means(points, points, weights, tolerance, batch_size, same=True)
+            else:
+                new = weighted_means(points, sources, source_weights, tolerance, batch_size)
         if tol > 0:
             settled = torch.linalg.vector_norm(new - points, dim=1).max().item() * scale <= tol
         else:  # an exact fixed point, checked without computing the moves
