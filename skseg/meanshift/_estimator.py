@@ -155,7 +155,10 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
        that share a cell of ``1e-3`` bandwidths after a blurring step (``1.4e-4`` for
        the standard algorithm, ``1e-11`` in float64) have collapsed into the same mode
        and are merged into one weighted point; on the benchmark photos this leaves as
-       many pixels within 0.05 Lab units of the float64 result as the finer cell.
+       many pixels within 0.05 Lab units of the float64 result as the finer cell. In
+       float32 blurring steps, points that crowd within a cell of ``1e-2`` bandwidths
+       pull on the others as one source at their weighted mean (exact weight and mean,
+       so the sums change only in the second order), while each moves on its own.
     2. *Error-bounded pruning.* Points are ordered along a k-d tree. Every query meets
        the source leaves nearest first and stops once a bound on how far the rest could
        move it (from the leaves' bounding boxes and weights, and the exact weight met so
