@@ -124,6 +124,7 @@ def run_method(method, target):
         X = color.rgb2lab(image).reshape(-1, 3)
     if method.startswith("skseg"):  # compile (or load) the kernels outside the timed region
         compile_kernels((dtype,))
+
     def run_once():
         out, n_segments, ms = None, None, None
         if method == "sklearn":
