@@ -260,11 +260,13 @@ def weighted_means_torch(qry, src, ptr, leaves, batch_size):
     return out
 
 
-def _cell_means(points, weights, tol):
+def _cell_means(points, weights, tol, *, max_cells=None):
     """Weighted means and summed weights of the points of every cell of a ``tol`` grid.
 
-    Returns ``(means, weights, group)``, the cells in the order of their first members
-    and the cell of every point, or ``None`` when no two points share a cell.
+    Returns ``(means, weights, group)``: the cells in the order of their first members,
+    as tensors, and the cell of every point (ndarray). Returns ``None``, before any sums,
+    when the points fill more than ``max_cells`` cells (by default, when no two of them
+    share one).
     """
     if tol <= 0 or len(points) < 2:
         return None
@@ -274,18 +276,14 @@ def _cell_means(points, weights, tol):
     points_np = np.ascontiguousarray(points.detach().cpu().numpy())
     keys = np.round(points_np.astype(np.float64) / tol)
     first, group_np = kernels.row_groups(keys)
-    if len(first) == len(points):
+    if len(first) > (len(points) - 1 if max_cells is None else max_cells):
         return None
     # the sums run in one numba loop, one point after the other: torch's parallel
     # index_add_ adds in a varying order, and blurring mean-shift amplifies such
     # last-bit differences into different results from run to run
     new_p, new_w = kernels.group_means(points_np, weights.cpu().numpy(), group_np, len(first))
     device = points.device
-    return (
-        torch.as_tensor(new_p, device=device),
-        torch.as_tensor(new_w, device=device),
-        torch.as_tensor(group_np, device=device),
-    )
+    return torch.as_tensor(new_p, device=device), torch.as_tensor(new_w, device=device), group_np
 
 
 def merge_coincident(points, weights, inverse, tol):
@@ -299,7 +297,7 @@ def merge_coincident(points, weights, inverse, tol):
     if cells is None:
         return points, weights, inverse
     new_p, new_w, group = cells
-    return new_p, new_w, group[inverse]
+    return new_p, new_w, torch.as_tensor(group, device=points.device)[inverse]
 
 
 def aggregate_sources(points, weights, cell, *, max_fraction=0.75):
@@ -313,8 +311,8 @@ def aggregate_sources(points, weights, cell, *, max_fraction=0.75):
     Returns ``(points, weights)`` unchanged when that leaves more than ``max_fraction``
     of them: two k-d trees (queries and sources) then cost more than they save.
     """
-    cells = _cell_means(points, weights, cell)
-    if cells is None or len(cells[0]) > max_fraction * len(points):
+    cells = _cell_means(points, weights, cell, max_cells=max_fraction * len(points))
+    if cells is None:
         return points, weights
     return cells[0], cells[1]
 
