@@ -13,9 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .segnet import PRECISIONS, RECIPE, fit_recipe, plan_training, recipe_data, recipe_model
-from .segnet import _recipe as recipe
-
 __all__ = ["main", "build_parser"]
 
 
@@ -182,6 +179,7 @@ def _atomic_output(path):
 def _train_segnet(args):
     from ._memory import keep_freed_memory
     from .metrics import iou_per_class
+    from .segnet import fit_recipe, plan_training, recipe_data, recipe_model
 
     start = time.perf_counter()
     if args.keep_freed_memory:
@@ -238,8 +236,10 @@ def _train_segnet(args):
 
 
 def _model_options(args):
-    """The recipe_model keywords among the parsed options."""
-    names = inspect.signature(recipe.recipe_model).parameters
+    """The ``recipe_model`` keywords among the parsed options."""
+    from .segnet import _recipe
+
+    names = inspect.signature(_recipe.recipe_model).parameters
     options = {name: value for name, value in vars(args).items() if name in names}
     return {**options, "verbose": 0 if args.quiet else 1}
 
@@ -287,6 +287,39 @@ def _image_counts(text):
     return counts[0] if len(counts) == 1 else counts
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that can take its defaults from a function, on first use.
+
+    ``skseg train-segnet``'s defaults are the recipe's, which reads them from
+    :class:`~skseg.SegNetSegmenter`'s signature and so imports torch: loading them when
+    that command is parsed (or its help shown) keeps ``skseg --help`` and the other
+    command's argument errors instant.
+    """
+
+    def __init__(self, *args, defaults_from=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._defaults_from = defaults_from
+
+    def _load_defaults(self):
+        if self._defaults_from is not None:
+            self.set_defaults(**self._defaults_from())
+            self._defaults_from = None
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._load_defaults()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self):
+        self._load_defaults()
+        return super().format_help()
+
+
+def _recipe_defaults():
+    from .segnet import RECIPE
+
+    return RECIPE
+
+
 def build_parser():
     """The argument parser of the ``skseg`` command.
 
@@ -303,7 +336,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="skseg", description="Image segmentation with scikit-learn estimators."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     seg = commands.add_parser(
         "segment",
@@ -370,6 +403,7 @@ def build_parser():
 
     train = commands.add_parser(
         "train-segnet",
+        defaults_from=_recipe_defaults,  # every default in one place
         help="train SegNetSegmenter on multi-digit MNIST and report held-out IoU",
         description="Train the default SegNet recipe on 64 x 64 images composed from MNIST "
         "training digits, evaluate on images composed from held-out digits, print mean and "
@@ -467,7 +501,7 @@ def build_parser():
     )
     train.add_argument(
         "--precision",
-        choices=list(PRECISIONS),
+        choices=["auto", "bfloat16", "float32"],  # skseg.segnet.PRECISIONS
         help="bfloat16 autocast or float32; auto: bfloat16 where the CPU or GPU has it "
         "natively (AMX, AVX-512 BF16, Ampere or later), float32 elsewhere (default "
         "%(default)s)",
@@ -482,7 +516,7 @@ def build_parser():
     train.add_argument("--device", help="cpu, cuda or cuda:N (default %(default)s)")
     train.add_argument("--seed", type=int, help="default %(default)s")
     train.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    train.set_defaults(run=_train_segnet, **RECIPE)  # every default in one place
+    train.set_defaults(run=_train_segnet)
     return parser
 
 

@@ -186,14 +186,19 @@ def test_train_segnet_reads_mnist(tmp_path, capsys):
 
 def test_train_segnet_options_reach_the_recipe_model(monkeypatch):
     import skseg.cli
-    from skseg.segnet import RECIPE
+    import skseg.segnet
+    from skseg.segnet import PRECISIONS, RECIPE
 
-    # the command's defaults are the recipe's, in one place
+    # the command's defaults are the recipe's, in one place, and its help shows them
     parsed = skseg.cli.build_parser().parse_args(["train-segnet"])
     assert all(getattr(parsed, name) == value for name, value in RECIPE.items())
+    train = skseg.cli.build_parser()._subparsers._group_actions[0].choices["train-segnet"]
+    assert re.search(rf"--width WIDTH +default {RECIPE['width']}\n", train.format_help())
+    precision = next(a for a in train._actions if a.dest == "precision")
+    assert precision.choices == list(PRECISIONS)
     built = []
-    monkeypatch.setattr(skseg.cli, "recipe_model", lambda **kw: built.append(kw) or 1 / 0)
-    monkeypatch.setattr(skseg.cli, "recipe_data", lambda *a, **kw: (None,) * 4)
+    monkeypatch.setattr(skseg.segnet, "recipe_model", lambda **kw: built.append(kw) or 1 / 0)
+    monkeypatch.setattr(skseg.segnet, "recipe_data", lambda *a, **kw: (None,) * 4)
     argv = ["train-segnet", "--input-thresholds", "0", "--width", "8", "--quiet"]
     with pytest.raises(ZeroDivisionError):
         main(argv + ["--lr-schedule", "onecycle", "--top-block", "unpool", "--augment"])
@@ -202,6 +207,38 @@ def test_train_segnet_options_reach_the_recipe_model(monkeypatch):
     assert (options["lr_schedule"], options["top_block"], options["verbose"]) == (
         "onecycle", "unpool", 0
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["segment", "--help"],
+        ["segment", "missing.png"],
+        ["segment", "--bandwidth", "-1"],
+        ["train-segnet", "--help"],
+    ],
+)
+def test_help_and_argument_errors_import_no_estimator(argv):
+    # answered before torch loads (seconds on a small machine); train-segnet's help reads
+    # the recipe's defaults from the estimator, so it may import them
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom skseg.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\nprint(sorted({'torch', 'skorch', 'sklearn'} & "
+        "set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, check=True
+    )
+    imported = result.stdout.strip().splitlines()[-1]
+    if argv[0] == "train-segnet":
+        assert re.search(r"--width WIDTH +default \d+\n", result.stdout)
+        assert "'torch'" in imported
+    else:
+        assert imported == "[]"
 
 
 def test_recipe_takes_the_estimators_defaults():
@@ -255,7 +292,7 @@ def _no_work(monkeypatch):
 
     monkeypatch.setattr(skseg.meanshift.MeanShiftSegmenter, "fit", refuse)
     monkeypatch.setattr(skseg.segnet.SegNetSegmenter, "fit", refuse)
-    monkeypatch.setattr("skseg.cli.recipe_data", refuse)
+    monkeypatch.setattr("skseg.segnet.recipe_data", refuse)
 
 
 @pytest.mark.parametrize(
