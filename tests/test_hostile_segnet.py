@@ -41,6 +41,7 @@ def _images(n=8, size=16, seed=0):
         ({"lr": float("nan")}, "'lr' parameter .* must be a float in the range \\(0.0, inf\\)"),
         ({"lr": float("inf")}, "'lr' parameter .* must be a float in the range \\(0.0, inf\\)"),
         ({"class_weight": "even"}, "'class_weight' parameter .* a str among {'balanced'}"),
+        ({"callbacks": 3}, "'callbacks' parameter of SegNetSegmenter must be"),
     ],
 )
 def test_bad_parameters_are_named_before_training(params, message):
@@ -49,6 +50,43 @@ def test_bad_parameters_are_named_before_training(params, message):
     X, y = _images()
     with pytest.raises(InvalidParameterError, match=message):
         SegNetSegmenter(**{**TINY, **params}).fit(X, y)
+
+
+def test_set_params_stores_callbacks_until_fit_checks_them():
+    # skorch builds the callbacks in set_params, where a value that is not a list of
+    # callbacks failed after the call's other parameters had been set (scikit-learn's
+    # check_set_params warned about every parameter); before the first fit it is stored
+    import warnings
+
+    from sklearn.utils._param_validation import InvalidParameterError
+    from sklearn.utils.estimator_checks import check_set_params
+    from skorch.callbacks import Callback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_set_params("SegNetSegmenter", SegNetSegmenter(**TINY))
+    X, y = _images()
+    seg = SegNetSegmenter(**TINY).set_params(callbacks=float("inf"), width=3)
+    assert (seg.callbacks, seg.width) == (float("inf"), 3)
+    with pytest.raises(InvalidParameterError, match="'callbacks' parameter"):
+        seg.fit(X, y)
+
+    class Count(Callback):
+        def __init__(self, step=1):
+            self.step = step
+
+        def initialize(self):
+            self.epochs = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs += self.step
+
+    seg.set_params(callbacks=[("count", Count())]).fit(X, y)
+    assert dict(seg.callbacks_)["count"].epochs == 1
+    # once initialized, skorch's own path: a callback's parameters reach it at once
+    seg.set_params(callbacks__count__step=5)
+    assert dict(seg.callbacks_)["count"].step == 5
 
 
 def test_numpy_integers_work_as_parameters():

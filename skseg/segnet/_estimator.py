@@ -280,6 +280,7 @@ class SegNetSegmenter(NeuralNet):
         "test_time_shifts": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [list, tuple, StrOptions({"disable"}), None],
     }
 
     def __init__(
@@ -346,6 +347,22 @@ class SegNetSegmenter(NeuralNet):
         self.class_weight = class_weight
         self.test_time_shifts = test_time_shifts
         self.random_state = random_state
+
+    def set_params(self, **params):
+        """Set the parameters of this estimator, as skorch's ``set_params`` does.
+
+        Before the estimator is initialized, ``callbacks`` is stored like any other
+        parameter and checked by ``fit``. skorch builds the callbacks as soon as the
+        parameter is set, so a value that is not a list of callbacks failed here, after
+        the other parameters of the call had been set.
+
+        Returns
+        -------
+        self : SegNetSegmenter
+        """
+        if "callbacks" in params and not self.initialized_:
+            self.callbacks = params.pop("callbacks")
+        return super().set_params(**params)
 
     # ----------------------------------------------------------------- validation
     def _check_params(self):
