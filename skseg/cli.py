@@ -79,8 +79,8 @@ def _segment(args):
     label_map = merge_small_regions(labels_to_image(labels, image.shape), args.min_segment_size)
     elapsed = time.perf_counter() - start
     print(
-        f"{len(np.unique(label_map))} segments in {elapsed:.2f} s "
-        f"({segmenter.n_iter_} steps on {segmenter.device_})"
+        f"{_count(len(np.unique(label_map)), 'segment')} in {elapsed:.2f} s "
+        f"({_count(segmenter.n_iter_, 'step')} on {segmenter.device_})"
     )
     with _atomic_output(args.output) as path:
         io.imsave(path, segmentation_overview(image, label_map), check_contrast=False)
@@ -88,6 +88,10 @@ def _segment(args):
     if args.labels is not None:
         _save_label_map(label_map, args.labels)
     return 0
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _read_mask(path, shape):

@@ -39,6 +39,11 @@ def test_segment_file_quietly(tmp_path, capsys):
     grey_panels = panel[:, :64]
     assert (grey_panels == grey_panels[..., :1]).all()
     assert len(np.unique(grey_panels[:, 32:, 0])) > 1  # more than one segment
+    # a one-pixel image: one segment after one step, counted in the singular
+    io.imsave(path, data.astronaut()[:1, :1], check_contrast=False)
+    capsys.readouterr()
+    assert main(["segment", str(path), "--scale", "1", "--quiet", "-o", str(out)]) == 0
+    assert "1 segment in" in capsys.readouterr().out
 
 
 def test_segment_announces_a_compilation_while_it_runs(monkeypatch, tmp_path, capsys):
@@ -366,7 +371,7 @@ def test_segment_writes_the_label_map_it_draws(tmp_path, capsys):
     out, npy, png = tmp_path / "seg.png", tmp_path / "labels.npy", tmp_path / "labels.png"
     argv = ["segment", "--scale", "0.1", "--quiet", "-o", str(out)]
     assert main([*argv, "--labels", str(npy)]) == 0
-    n_segments = int(re.search(r"(\d+) segments in", capsys.readouterr().out).group(1))
+    n_segments = int(re.search(r"(\d+) segments? in", capsys.readouterr().out).group(1))
     assert main([*argv, "--labels", str(png)]) == 0
     assert f"segments 0 to {n_segments - 1}" in capsys.readouterr().out
     labels = np.load(npy)
