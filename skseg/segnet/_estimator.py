@@ -352,13 +352,20 @@ class SegNetSegmenter(NeuralNet):
         """Set the parameters of this estimator, as skorch's ``set_params`` does.
 
         Before the estimator is initialized, ``callbacks`` is stored like any other
-        parameter and checked by ``fit``. skorch builds the callbacks as soon as the
-        parameter is set, so a value that is not a list of callbacks failed here, after
-        the other parameters of the call had been set.
+        parameter and checked by ``fit``. skorch itself builds the callbacks as soon as
+        the parameter is set, which fails on a value that is not a list of callbacks
+        after the call's other parameters have been set.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters, including skorch's prefixed ones (``optimizer__...``,
+            ``callbacks__...``).
 
         Returns
         -------
         self : SegNetSegmenter
+            This estimator.
         """
         if "callbacks" in params and not self.initialized_:
             self.callbacks = params.pop("callbacks")
