@@ -318,7 +318,8 @@ def test_n_jobs_sets_the_threads_of_fit_and_not_its_result(coffee_lab_small, mon
         fits[n_jobs] = MeanShiftSegmenter(max_iter=5, n_jobs=n_jobs, device="cpu").fit(
             coffee_lab_small
         )
-        expected = {1: (1, 1), -1: (every,) * 2, None: before}[n_jobs]
+        # torch's own operations run on one thread beside the CPU kernels
+        expected = {1: (1, 1), -1: (every, 1), None: (before[0], 1)}[n_jobs]
         assert set(seen) == {expected}
         assert (numba.get_num_threads(), torch.get_num_threads()) == before
     for n_jobs in (-1, None):
@@ -327,6 +328,27 @@ def test_n_jobs_sets_the_threads_of_fit_and_not_its_result(coffee_lab_small, mon
     with pytest.raises(ValueError, match="n_jobs=0"):
         MeanShiftSegmenter(n_jobs=0).fit(coffee_lab_small)
     assert (numba.get_num_threads(), torch.get_num_threads()) == before
+    # more features than the CPU kernels take: torch's matrix products get the threads
+    seen.clear()
+    wide = np.hstack([coffee_lab_small[::4], coffee_lab_small[::4]])
+    MeanShiftSegmenter(max_iter=2, n_jobs=-1, device="cpu").fit(wide)
+    assert set(seen) == {(every, every)}
+    assert (numba.get_num_threads(), torch.get_num_threads()) == before
+
+
+def test_torch_inline_restores_the_threads_after_an_error(monkeypatch):
+    if torch.get_num_threads() == 1:
+        pytest.skip("torch runs on one thread here")
+    before = torch.get_num_threads()
+
+    def failing(*args, **kwargs):
+        assert torch.get_num_threads() == 1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backend, "weighted_means", failing)
+    with pytest.raises(KeyboardInterrupt):
+        MeanShiftSegmenter(device="cpu").fit(np.arange(6.0).reshape(3, 2))
+    assert torch.get_num_threads() == before
 
 
 @pytest.mark.parametrize(
