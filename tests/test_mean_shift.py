@@ -336,7 +336,7 @@ def test_n_jobs_sets_the_threads_of_fit_and_not_its_result(coffee_lab_small, mon
     assert (numba.get_num_threads(), torch.get_num_threads()) == before
 
 
-def test_torch_inline_restores_the_threads_after_an_error(monkeypatch):
+def test_fit_restores_torch_threads_after_an_error(monkeypatch):
     if torch.get_num_threads() == 1:
         pytest.skip("torch runs on one thread here")
     before = torch.get_num_threads()

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -416,27 +415,6 @@ def uses_fused_kernels(device, n_features):
     return device.type == "cpu" and n_features <= kernels.MAX_FEATURES
 
 
-@contextmanager
-def torch_inline(device, n_features):
-    """Run torch's own operations on the calling thread while the fused kernels work.
-
-    With the fused kernels, torch only indexes, compares and copies between steps. On
-    more threads, torch's OpenMP workers keep spinning after each such operation and take
-    cores from the kernels' threads (2-core fits of 15,000 and 60,000 pixels took 1.7x
-    and 1.2x as long). The thread count is restored afterwards; the torch kernel
-    (matrix products) keeps every thread.
-    """
-    if not uses_fused_kernels(device, n_features) or torch.get_num_threads() == 1:
-        yield
-        return
-    n_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n_threads)
-
-
 def run_mean_shift(
     X,
     *,
@@ -481,74 +459,72 @@ def run_mean_shift(
     distinct_inverse : ndarray of shape (n_samples,)
         Sample ``i`` is ``distinct[distinct_inverse[i]]``.
     """
-    # torch's work between the fused kernels' steps runs on the calling thread
-    with torch_inline(device, X.shape[1]):
-        scale = bandwidth * math.sqrt(2.0)
-        # exact duplicates are one weighted point: they would move identically anyway. The
-        # unique rows come sorted, so nothing below depends on the order of the samples.
-        unique, unique_inverse, counts = unique_rows(X)
-        # centred on the middle of the data's box (halves first: no overflow near the
-        # largest floats); what cannot be represented is caught below
-        origin = unique.min(axis=0) / 2 + unique.max(axis=0) / 2
-        inverse = torch.as_tensor(unique_inverse, device=device)
-        with np.errstate(over="ignore", invalid="ignore"):
-            points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
-        # squared distances must stay finite in the working dtype
-        limit = math.sqrt(torch.finfo(dtype).max) / (4 * math.sqrt(X.shape[1]))
-        if not torch.isfinite(points).all() or points.abs().max() > limit:
-            with np.errstate(over="ignore"):
-                span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
-            name, or_float64 = _name_and_remedy(dtype)
-            raise ValueError(
-                f"bandwidth={bandwidth:g} is too small for {name}: the data span {span:g} in one "
-                f"feature, {span / bandwidth:g} bandwidths, more than it can hold; use a larger "
-                f"bandwidth{or_float64}"
-            )
-        if sample_weight is not None:
-            counts = distinct_weights(unique_inverse, sample_weight, len(unique), dtype)
-        weights = torch.as_tensor(counts, dtype=dtype, device=device)
-        standard = algorithm == "standard"
-        tolerance = prune_tolerance(dtype)
-        merge_tol = merge_tolerance(dtype, blurring=not standard)
-        aggregate_cell = source_cell(dtype, algorithm)
-        if algorithm == "grid":
-            # approximate, after MeanShift++ (Jang and Jiang, CVPR 2021): the points of one
-            # grid cell (in bandwidths) start as one weighted point, points that share a
-            # cell of half that side after a step are merged, and pruning may move a point
-            # by a twentieth of the cell per step
-            cell = grid_cell / math.sqrt(2.0)
-            points, weights, inverse = merge_coincident(points, weights, inverse, cell)
-            merge_tol = max(merge_tol, cell / 2)
-            tolerance = max(tolerance, cell / 20)
+    scale = bandwidth * math.sqrt(2.0)
+    # exact duplicates are one weighted point: they would move identically anyway. The
+    # unique rows come sorted, so nothing below depends on the order of the samples.
+    unique, unique_inverse, counts = unique_rows(X)
+    # centred on the middle of the data's box (halves first: no overflow near the
+    # largest floats); what cannot be represented is caught below
+    origin = unique.min(axis=0) / 2 + unique.max(axis=0) / 2
+    inverse = torch.as_tensor(unique_inverse, device=device)
+    with np.errstate(over="ignore", invalid="ignore"):
+        points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
+    # squared distances must stay finite in the working dtype
+    limit = math.sqrt(torch.finfo(dtype).max) / (4 * math.sqrt(X.shape[1]))
+    if not torch.isfinite(points).all() or points.abs().max() > limit:
+        with np.errstate(over="ignore"):
+            span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
+        name, or_float64 = _name_and_remedy(dtype)
+        raise ValueError(
+            f"bandwidth={bandwidth:g} is too small for {name}: the data span {span:g} in one "
+            f"feature, {span / bandwidth:g} bandwidths, more than it can hold; use a larger "
+            f"bandwidth{or_float64}"
+        )
+    if sample_weight is not None:
+        counts = distinct_weights(unique_inverse, sample_weight, len(unique), dtype)
+    weights = torch.as_tensor(counts, dtype=dtype, device=device)
+    standard = algorithm == "standard"
+    tolerance = prune_tolerance(dtype)
+    merge_tol = merge_tolerance(dtype, blurring=not standard)
+    aggregate_cell = source_cell(dtype, algorithm)
+    if algorithm == "grid":
+        # approximate, after MeanShift++ (Jang and Jiang, CVPR 2021): the points of one
+        # grid cell (in bandwidths) start as one weighted point, points that share a
+        # cell of half that side after a step are merged, and pruning may move a point
+        # by a twentieth of the cell per step
+        cell = grid_cell / math.sqrt(2.0)
+        points, weights, inverse = merge_coincident(points, weights, inverse, cell)
+        merge_tol = max(merge_tol, cell / 2)
+        tolerance = max(tolerance, cell / 20)
+    if standard:
+        sources, source_weights = points, weights
+    n_iter = 0
+    for step in range(max_iter):
         if standard:
-            sources, source_weights = points, weights
-        n_iter = 0
-        for step in range(max_iter):
-            if standard:
-                new = weighted_means(points, sources, source_weights, tolerance, batch_size)
+            new = weighted_means(points, sources, source_weights, tolerance, batch_size)
+        else:
+            sources, source_weights = aggregate_sources(points, weights, aggregate_cell)
+            if sources is points:
+                new = weighted_means(points, points, weights, tolerance, batch_size, same=True)
             else:
-                sources, source_weights = aggregate_sources(points, weights, aggregate_cell)
-                if sources is points:
-                    new = weighted_means(points, points, weights, tolerance, batch_size, same=True)
-                else:
-                    new = weighted_means(points, sources, source_weights, tolerance, batch_size)
-            if tol > 0:
-                settled = torch.linalg.vector_norm(new - points, dim=1).max().item() * scale <= tol
-            else:  # an exact fixed point, checked without computing the moves
-                settled = torch.equal(new, points)
-            points = new
-            n_iter = step + 1
-            points, weights, inverse = merge_coincident(points, weights, inverse, merge_tol)
-            if progress is not None:
-                progress(step, len(points))
-            if settled:
-                break
-        if not torch.isfinite(points).all():  # pragma: no cover - guarded by the checks above
-            raise FloatingPointError("mean-shift produced non-finite points")
-        positions = points.cpu().numpy()
-        # back to data units in float64: bandwidth * sqrt(2) may not fit the working dtype
-        positions = (positions.astype(np.float64) * scale + origin).astype(positions.dtype)
-        return positions, inverse.cpu().numpy(), n_iter, unique, unique_inverse
+                new = weighted_means(points, sources, source_weights, tolerance, batch_size)
+        if tol > 0:
+            settled = torch.linalg.vector_norm(new - points, dim=1).max().item() * scale <= tol
+        else:  # an exact fixed point, checked without computing the moves
+            settled = torch.equal(new, points)
+        points = new
+        n_iter = step + 1
+        points, weights, inverse = merge_coincident(points, weights, inverse, merge_tol)
+        if progress is not None:
+            progress(step, len(points))
+        if settled:
+            break
+    if not torch.isfinite(points).all():  # pragma: no cover - guarded by the checks above
+        raise FloatingPointError("mean-shift produced non-finite points")
+    positions = points.cpu().numpy()
+    # back to data units in float64: bandwidth * sqrt(2) may not fit the working dtype
+    positions = (positions.astype(np.float64) * scale + origin).astype(positions.dtype)
+    return positions, inverse.cpu().numpy(), n_iter, unique, unique_inverse
 
 
 def compile_kernels(dtypes=("float32",)):
