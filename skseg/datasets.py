@@ -309,6 +309,7 @@ def make_multidigit_mnist(
     max_digits=3,
     ink_threshold=128,
     random_state=None,
+    return_instances=False,
 ):
     """Compose images of several MNIST digits with a per-pixel label map.
 
@@ -321,7 +322,9 @@ def make_multidigit_mnist(
     3. the image is the pixelwise maximum of the placed digits;
     4. a pixel's label is the class (0-9) of the digit whose intensity is highest there
        (the first drawn wins ties) when that intensity is ``>= 0.5``
-       (``ink_threshold / 255``), else 10 (background).
+       (``ink_threshold / 255``), else 10 (background); with ``return_instances``, the
+       pixel's instance is that digit's place in the drawing order, from 1 (0 where the
+       label is the background).
 
     Random numbers are drawn image by image in that order (``k``, the digit indices, the
     offsets), so the same ``random_state`` gives the same data.
@@ -354,12 +357,21 @@ def make_multidigit_mnist(
     random_state : int, RandomState instance or None, default=None
         Seed of the composition.
 
+    return_instances : bool, default=False
+        Also return the instance map: which digit of its image each pixel's label comes
+        from, to score a model digit by digit or to train instance segmentation. ``X``
+        and ``y`` are the same either way.
+
     Returns
     -------
     X : ndarray of shape (n_samples, 1, image_size, image_size), dtype float32
         Images in ``[0, 1]``.
     y : ndarray of shape (n_samples, image_size, image_size), dtype int64
         Per-pixel labels in ``0..10``.
+    instances : ndarray of shape (n_samples, image_size, image_size), dtype int64
+        Only with ``return_instances=True``: 0 where ``y`` is the background, else the
+        place (1 to ``max_digits``) of the pixel's digit in its image's drawing order. A
+        digit hidden everywhere by brighter ink of others has no pixels.
 
     Examples
     --------
@@ -373,6 +385,10 @@ def make_multidigit_mnist(
     ((4, 1, 64, 64), dtype('float32'), (4, 64, 64), dtype('int64'))
     >>> sorted(np.unique(y).tolist())
     [3, 8, 10]
+    >>> X, y, instances = make_multidigit_mnist(
+    ...     4, digits=digits, labels=np.array([3, 8]), random_state=0, return_instances=True)
+    >>> bool(((instances == 0) == (y == 10)).all())
+    True
     """
     if digits is None:
         digits, labels = load_default_digits()
@@ -430,6 +446,8 @@ def make_multidigit_mnist(
     classes = labels.astype(np.uint8)
     best = np.zeros((n_samples, image_size, image_size), dtype=np.uint8)
     y = np.full((n_samples, image_size, image_size), BACKGROUND, dtype=np.uint8)
+    if return_instances:
+        instances = np.zeros((n_samples, image_size, image_size), dtype=np.int64)
     span = np.arange(28)
     for slot in range(max_digits):
         images = np.flatnonzero(counts > slot)
@@ -441,12 +459,15 @@ def make_multidigit_mnist(
         digit = ink[chosen[images, slot]]
         under = best[window]
         higher = digit > under  # strictly higher: the first drawn wins ties
-        label = np.where(
-            digit >= ink_threshold, classes[chosen[images, slot]][:, None, None], BACKGROUND
-        )
+        inked = digit >= ink_threshold
+        label = np.where(inked, classes[chosen[images, slot]][:, None, None], BACKGROUND)
         best[window] = np.where(higher, digit, under)
         y[window] = np.where(higher, label, y[window])
+        if return_instances:
+            instances[window] = np.where(higher, np.where(inked, slot + 1, 0), instances[window])
     X = best[:, None].astype(np.float32) / 255.0
+    if return_instances:
+        return X, y.astype(np.int64), instances
     return X, y.astype(np.int64)
 
 

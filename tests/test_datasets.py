@@ -139,6 +139,7 @@ def _compose_reference(digits, labels, n, image_size, max_digits, seed, ink_thre
     rng = np.random.RandomState(seed)
     X = np.zeros((n, image_size, image_size))
     y = np.zeros((n, image_size, image_size), dtype=int)
+    instances = np.zeros((n, image_size, image_size), dtype=int)
     for i in range(n):
         k = rng.randint(1, max_digits + 1)
         chosen = rng.randint(0, len(digits), size=k)
@@ -151,8 +152,10 @@ def _compose_reference(digits, labels, n, image_size, max_digits, seed, ink_thre
             for c in range(image_size):
                 j = int(np.argmax(layers[:, r, c]))
                 top = layers[j, r, c]
-                y[i, r, c] = labels[chosen[j]] if top >= ink_threshold / 255 else 10
-    return X, y
+                inked = top >= ink_threshold / 255
+                y[i, r, c] = labels[chosen[j]] if inked else 10
+                instances[i, r, c] = j + 1 if inked else 0
+    return X, y, instances
 
 
 @pytest.mark.parametrize("ink_threshold", [128, 1])
@@ -165,13 +168,17 @@ def test_multidigit_composition_follows_the_contract(grey_levels, ink_threshold)
     labels = np.array([0, 1, 2, 3, 4, 5])
     params = dict(digits=digits, labels=labels, image_size=40, max_digits=3, random_state=7)
     X, y = make_multidigit_mnist(5, ink_threshold=ink_threshold, **params)
-    X_ref, y_ref = _compose_reference(digits, labels, 5, 40, 3, 7, ink_threshold)
+    X_ref, y_ref, instances_ref = _compose_reference(digits, labels, 5, 40, 3, 7, ink_threshold)
     assert X.dtype == np.float32 and y.dtype == np.int64
     np.testing.assert_allclose(X[:, 0], X_ref, atol=1e-7)
     np.testing.assert_array_equal(y, y_ref)
-    X2, y2 = make_multidigit_mnist(5, ink_threshold=ink_threshold, **params)
+    X2, y2, instances = make_multidigit_mnist(
+        5, ink_threshold=ink_threshold, return_instances=True, **params
+    )
     np.testing.assert_array_equal(X, X2)
     np.testing.assert_array_equal(y, y2)
+    assert instances.dtype == np.int64
+    np.testing.assert_array_equal(instances, instances_ref)
 
 
 @pytest.mark.parametrize(
