@@ -211,7 +211,7 @@ def digits_read(y_true, y_pred, instances):
             wrong = int((pred[pixels] != truth[pixels]).sum())
             row = rows["touching another" if touching else "apart from the others"]
             row[0] += 1
-            row[1] += wrong < pixels.sum() / 2
+            row[1] += int(wrong < pixels.sum() / 2)
             row[2] += wrong
             row[3] += int(pixels.sum())
     return rows
@@ -250,7 +250,10 @@ def fixed_set(data_home):
             defaults = model
     rows = digits_read(y_val, defaults.predict(X_val), instances)
     errors = sum(row[2] for row in rows.values())
-    print("\n| held-out digits, defaults | digits | read right | pixels wrong | share of errors |")
+    print(
+        "\n| held-out digits, defaults | digits | read right | pixels wrong "
+        "| share of all wrong pixels |"
+    )
     print("|---|---|---|---|---|")
     for name, (n_digits, right, wrong, pixels) in rows.items():
         print(
