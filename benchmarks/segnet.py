@@ -204,16 +204,17 @@ def digits_read(y_true, y_pred, instances):
     for truth, pred, inst in zip(y_true, y_pred, instances):
         for digit in range(1, inst.max() + 1):
             pixels = inst == digit
-            if not pixels.any():  # hidden by brighter ink everywhere
+            size = int(pixels.sum())
+            if not size:  # hidden by brighter ink everywhere
                 continue
             near = ndimage.binary_dilation(pixels, structure=np.ones((3, 3), bool))
             touching = bool((near & (inst != 0) & ~pixels).any())
             wrong = int((pred[pixels] != truth[pixels]).sum())
             row = rows["touching another" if touching else "apart from the others"]
             row[0] += 1
-            row[1] += int(wrong < pixels.sum() / 2)
+            row[1] += int(wrong < size / 2)
             row[2] += wrong
-            row[3] += int(pixels.sum())
+            row[3] += size
     return rows
 
 
@@ -245,10 +246,10 @@ def fixed_set(data_home):
         start = time.perf_counter()
         model = SegNetSegmenter(random_state=0, verbose=0, **params).fit(X, y)
         seconds = time.perf_counter() - start
-        print(f"| {label} | {seconds:.0f} | {model.score(X_val, y_val):.3f} |", flush=True)
+        predicted = model.predict(X_val)
+        print(f"| {label} | {seconds:.0f} | {mean_iou(y_val, predicted):.3f} |", flush=True)
         if not params:
-            defaults = model
-    rows = digits_read(y_val, defaults.predict(X_val), instances)
+            rows = digits_read(y_val, predicted, instances)
     errors = sum(row[2] for row in rows.values())
     print(
         "\n| held-out digits, defaults | digits | read right | pixels wrong "
