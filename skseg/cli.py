@@ -5,6 +5,7 @@ import contextlib
 import inspect
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -394,7 +395,11 @@ def build_parser():
         "are segmented, the others take their nearest segment (MeanShiftSegmenter's "
         "sample_weight)",
     )
-    seg.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    seg.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N (default %(default)s)",
+    )
     seg.add_argument("-o", "--output", default="segmentation.png", help="output picture")
     seg.add_argument(
         "--labels",
@@ -536,6 +541,7 @@ def _check_arguments(args):
             raise ValueError(f"image {args.image!r} does not exist")
         if args.mask is not None and not Path(args.mask).is_file():
             raise ValueError(f"mask {args.mask!r} does not exist")
+        _check_device(args.device, ("auto", "cpu", "cuda"))
         return
     _check_output(args.output, (".pt",))
     if args.data_home is not None and not Path(args.data_home).is_dir():
@@ -543,9 +549,13 @@ def _check_arguments(args):
             f"--data-home {args.data_home!r} is not a folder; give the folder that holds "
             "the MNIST IDX files, or leave it out to use $SKSEG_DATA or the stand-in digits"
         )
-    device = args.device.split(":")[0]
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    _check_device(args.device, ("cpu", "cuda"))
+
+
+def _check_device(device, names):
+    """Reject a ``--device`` that is none of ``names`` and no ``cuda:N``, before any work."""
+    if device not in names and not re.fullmatch(r"cuda:\d+", device):
+        raise ValueError(f"--device must be {', '.join(names)} or cuda:N, got {device!r}")
 
 
 def main(argv=None):

@@ -316,6 +316,8 @@ def _no_work(monkeypatch):
         (["train-segnet", "-o", "{tmp}/m.txt"], "must end in one of .pt"),
         (["train-segnet", "--data-home", "{tmp}/typo", "-o", "{tmp}/m.pt"], "is not a folder"),
         (["train-segnet", "--device", "meta", "-o", "{tmp}/m.pt"], "--device must be cpu"),
+        (["train-segnet", "--device", "cuda:x", "-o", "{tmp}/m.pt"], "or cuda:N, got 'cuda:x'"),
+        (["segment", "--device", "gpu", "-o", "{tmp}/o.png"], "must be auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_user_errors_stop_before_any_work_without_a_traceback(

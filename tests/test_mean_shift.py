@@ -6,9 +6,11 @@ import numba
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skseg import MeanShiftSegmenter
 from skseg.meanshift import _backend as backend
@@ -384,14 +386,27 @@ def test_predict_checks_the_number_of_features():
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
-def test_cuda_without_gpu_says_so():
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
+def test_cuda_without_gpu_says_so(device):
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        MeanShiftSegmenter(device="cuda").fit([[0.0], [1.0]])
+        MeanShiftSegmenter(device=device).fit([[0.0], [1.0]])
+
+
+def test_device_takes_torch_devices_and_names_unknown_ones():
+    X = [[0.0], [0.1], [5.0]]
+    ms = MeanShiftSegmenter(device=torch.device("cpu")).fit(X)
+    assert ms.device_ == torch.device("cpu")
+    np.testing.assert_array_equal(ms.labels_, MeanShiftSegmenter(device="cpu").fit(X).labels_)
+    assert clone(ms).device == torch.device("cpu")
+    with pytest.raises(ValueError, match="device='tpu' is not a device torch knows"):
+        MeanShiftSegmenter(device="tpu").fit(X)
+    with pytest.raises(InvalidParameterError, match="'device' parameter"):
+        MeanShiftSegmenter(device=0).fit(X)
 
 
 @pytest.mark.cuda
 def test_cuda_matches_reference(coffee_lab_small, coffee_reference):
-    ms = MeanShiftSegmenter(device="cuda").fit(coffee_lab_small)
+    ms = MeanShiftSegmenter(device="cuda:0").fit(coffee_lab_small)
     assert ms.device_.type == "cuda"
     np.testing.assert_allclose(ms.shifted_points_, coffee_reference, rtol=0, atol=1e-3)
     ms64 = MeanShiftSegmenter(device="cuda", dtype="float64").fit(coffee_lab_small)

@@ -90,8 +90,10 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
     cluster_radius : float, default=0.5
         Shifted points closer than ``cluster_radius * bandwidth`` join one segment.
 
-    device : {"auto", "cpu", "cuda"}, default="auto"
-        Where the torch backend runs. ``"auto"`` uses a CUDA GPU when one is available.
+    device : str or torch.device, default="auto"
+        Where the torch backend runs: ``"auto"`` uses a CUDA GPU when one is available,
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device` name one. A device
+        this machine does not have is refused in :meth:`fit` with a ``ValueError``.
 
     n_jobs : int or None, default=None
         Threads that :meth:`fit` runs on: those of the CPU kernels (numba) and of torch.
@@ -213,7 +215,7 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
         "algorithm": [StrOptions({"blurring", "standard", "grid"})],
         "grid_cell": [Interval(Real, 0, None, closed="neither")],
         "cluster_radius": [Interval(Real, 0, None, closed="neither")],
-        "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "device": [str, torch.device],
         "n_jobs": [Integral, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "dtype": [StrOptions(set(_TORCH_DTYPES))],
