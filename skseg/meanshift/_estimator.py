@@ -91,9 +91,10 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
         Shifted points closer than ``cluster_radius * bandwidth`` join one segment.
 
     device : str or torch.device, default="auto"
-        Where the torch backend runs: ``"auto"`` uses a CUDA GPU when one is available,
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device` name one. A device
-        this machine does not have is refused in :meth:`fit` with a ``ValueError``.
+        Where the torch backend runs: a torch device name such as ``"cpu"``, ``"cuda"``
+        or ``"cuda:1"``, a :class:`torch.device`, or ``"auto"`` for a CUDA GPU when one
+        is available and the CPU otherwise. A device that torch does not know or this
+        machine lacks gets a ``ValueError`` in :meth:`fit`.
 
     n_jobs : int or None, default=None
         Threads that :meth:`fit` runs on: those of the CPU kernels (numba) and of torch.
