@@ -553,7 +553,11 @@ def _check_arguments(args):
 
 
 def _check_device(device, names):
-    """Reject a ``--device`` that is none of ``names`` and no ``cuda:N``, before any work."""
+    """Reject a ``--device`` that is none of ``names`` and no ``cuda:N``, before any work.
+
+    The spelling only: torch is not imported for argument errors, so whether the machine
+    has that device is left to the estimator's ``resolve_device``.
+    """
     if device not in names and not re.fullmatch(r"cuda:\d+", device):
         raise ValueError(f"--device must be {', '.join(names)} or cuda:N, got {device!r}")
 
