@@ -886,8 +886,8 @@ def test_augment_true_is_an_affine_copy_overlaid_twice(small_data):
 
 @pytest.mark.parametrize(
     "depth, convs_per_block, expected",
-    [(4, None, [1, 1, 2, 2]), (2, None, [2, 2]), (1, None, [2]), (3, 3, [3, 3, 3]),
-     (3, (1, 2, 1), [1, 2, 1])],
+    [(4, None, [1, 2, 2, 2]), (2, None, [1, 2]), (1, None, [1]), (3, 3, [3, 3, 3]),
+     (3, (1, 2, 1), [1, 2, 1]), (2, [1, 3], [1, 3])],
 )
 def test_convs_per_block_builds_that_many_convolutions_per_level(depth, convs_per_block,
                                                                   expected):
@@ -1017,6 +1017,29 @@ def test_class_weights_are_saved_and_follow_a_warm_start(small_data, tmp_path):
     counts = np.array([(y[:8] == c).sum() for c in model.classes_])
     expected = counts.sum() / (len(counts) * counts)
     np.testing.assert_allclose(model.criterion_.weight, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "format_version, convs_per_level", [(2, (1, 1, 2, 2)), (3, (1, 2, 2, 2))]
+)
+def test_convs_per_block_none_loads_as_the_file_version_meant_it(
+    small_data, tmp_path, format_version, convs_per_level
+):
+    # None meant two convolutions at the two lowest levels up to format version 2, and
+    # one at the top level and two below from version 3 on
+    X, y = small_data[0][:16], small_data[1][:16]
+    params = {**TINY, "depth": 4, "max_epochs": 1, "verbose": 0}
+    model = SegNetSegmenter(**{**params, "convs_per_block": convs_per_level}).fit(X, y)
+    path = tmp_path / "model.pt"
+    model.save(path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["format_version"] == 3
+    saved["params"]["convs_per_block"] = None
+    saved["format_version"] = format_version
+    torch.save(saved, path)
+    loaded = SegNetSegmenter.load(path)
+    assert loaded._convs_per_level() == convs_per_level
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
 def test_version_1_model_files_still_load():

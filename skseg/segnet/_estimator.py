@@ -51,12 +51,11 @@ class SegNetSegmenter(NeuralNet):
 
     The defaults are the best recipe measured on multi-digit MNIST: SegNet's encoder and
     decoder with both skips and learnable intensity thresholds, two convolutions per
-    block at the two lowest levels, class scores upsampled from half resolution
-    (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the
-    hidden convolutions and AdamW for the rest at batch 32, a warmup-stable-decay
-    learning-rate schedule over 12 epochs, random affine copies of the training images
-    overlaid with each other twice (``augment=True``), and bfloat16 where the device
-    has it natively.
+    block below full resolution, class scores upsampled from half resolution
+    (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the hidden convolutions
+    and AdamW for the rest at batch 32, a warmup-stable-decay learning-rate schedule over
+    12 epochs, random affine copies of the training images overlaid with each other twice
+    (``augment=True``), and bfloat16 where the device has it natively.
 
     Read more in the :ref:`User Guide <segnet>`.
 
@@ -75,9 +74,9 @@ class SegNetSegmenter(NeuralNet):
 
     convs_per_block : int, sequence of int or None, default=None
         Conv2d -> BatchNorm2d -> ReLU units per encoder and decoder block, for all levels
-        or one number per level, top level first. ``None`` gives the two lowest levels
-        two units and the levels above one (``(1, 1, 2, 2)`` at ``depth=4``): capacity
-        where the objects are told apart, at 8 x 8 and 16 x 16 for 64 x 64 images.
+        or one number per level, top level first. ``None`` gives the top level one unit
+        and every level below two (``(1, 2, 2, 2)`` at ``depth=4``): a second unit at
+        full resolution costs the most time for the least gain.
 
     encoder_skip : bool, default=True
         Add each encoder block's output to the decoder block of the same level after
@@ -389,7 +388,7 @@ class SegNetSegmenter(NeuralNet):
     def _convs_per_level(self):
         if self.convs_per_block is not None:
             return self.convs_per_block
-        return tuple(1 if level < self.depth - 2 else 2 for level in range(self.depth))
+        return tuple(1 if level == 0 else 2 for level in range(self.depth))
 
     def _check_X(self, X, reset):
         X, flat = check_images(X, image_shape=self.image_shape, depth=self.depth)

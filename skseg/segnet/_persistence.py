@@ -46,9 +46,11 @@ _SAVED_PARAMS = (
 #: what :meth:`SegNetSegmenter.save` writes under the ``"format"`` key, and the newest
 #: version of the file layout :meth:`SegNetSegmenter.load` reads (files from before the
 #: versions are read as version 0). Version 2 added ``class_weight``, which version 1
-#: readers cannot pass to their constructor.
+#: readers cannot pass to their constructor. Version 3 reads ``convs_per_block=None`` as
+#: one convolution at the top level and two below; earlier files meant two at the two
+#: lowest levels and one above.
 FILE_FORMAT = "skseg.SegNetSegmenter"
-FILE_FORMAT_VERSION = 2
+FILE_FORMAT_VERSION = 3
 
 
 def save_model(estimator, path, *, weights_dtype=None):
@@ -93,6 +95,9 @@ def load_model(cls, path, **params):
     stored.setdefault("top_block", "unpool")
     stored.setdefault("augment", False)
     stored.setdefault("convs_per_block", 1)
+    if stored["convs_per_block"] is None and saved.get("format_version", 0) < 3:
+        depth = stored.get("depth", 4)
+        stored["convs_per_block"] = tuple(1 if lvl < depth - 2 else 2 for lvl in range(depth))
     for name in ("image_shape", "convs_per_block"):
         if isinstance(stored.get(name), list):
             stored[name] = tuple(stored[name])
