@@ -49,13 +49,14 @@ class SegNetSegmenter(NeuralNet):
     :class:`~sklearn.pipeline.Pipeline` and
     :class:`~sklearn.model_selection.GridSearchCV` (``scoring=skseg.metrics.iou_scorer``).
 
-    The defaults are the best recipe measured on multi-digit MNIST: SegNet's encoder and
-    decoder with both skips and learnable intensity thresholds, two convolutions per
-    block below full resolution, class scores upsampled from half resolution
-    (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the hidden convolutions
-    and AdamW for the rest at batch 32, a warmup-stable-decay learning-rate schedule over
-    12 epochs, random affine copies of the training images overlaid with each other twice
-    (``augment=True``), and bfloat16 where the device has it natively.
+    The defaults are the best recipe measured on multi-digit MNIST for a fit of a few
+    minutes on 2 CPU cores (the User Guide names slower, more accurate settings): SegNet's
+    encoder and decoder with both skips and learnable intensity thresholds, two
+    convolutions per block below full resolution, class scores upsampled from half
+    resolution (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the hidden
+    convolutions and AdamW for the rest at batch 32, a warmup-stable-decay learning-rate
+    schedule over 12 epochs, random affine copies of the training images overlaid with
+    each other twice (``augment=True``), and bfloat16 where the device has it natively.
 
     Read more in the :ref:`User Guide <segnet>`.
 
