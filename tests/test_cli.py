@@ -253,8 +253,9 @@ def test_recipe_takes_the_estimators_defaults():
     from skseg.segnet import RECIPE
 
     defaults = {k: p.default for k, p in inspect.signature(SegNetSegmenter).parameters.items()}
-    for name in ("width", "depth", "input_thresholds", "top_block", "lr", "lr_schedule"):
+    for name in ("width", "input_thresholds", "top_block", "lr", "lr_schedule"):
         assert RECIPE[name] == defaults[name]
+    assert RECIPE["depth"] == 4 and defaults["depth"] == 3
     assert (RECIPE["optimizer"], RECIPE["precision"]) == ("muon", "auto")
     assert RECIPE["augment"] is False and defaults["augment"] is True
     assert RECIPE["convs_per_block"] == 1 and defaults["convs_per_block"] is None

@@ -408,7 +408,6 @@ def test_flattened_images_with_image_shape(small_data):
         (np.zeros((2, 16, 16)), np.full((2, 16, 16), 0.5), "integer class labels"),
         (np.zeros((2, 16, 16)), None, "requires y"),
         (np.zeros((0, 16, 16)), np.zeros((0, 16, 16)), "0 sample"),
-        (np.zeros((1, 16, 16)), np.zeros((1, 16, 16)), "validation_fraction=0.1 holds out"),
     ],
 )
 def test_bad_input_names_the_problem(X, y, message):
@@ -416,10 +415,17 @@ def test_bad_input_names_the_problem(X, y, message):
         SegNetSegmenter(**TINY).fit(X, y)
 
 
+def test_a_validation_split_that_leaves_nothing_to_train_names_the_problem():
+    X, y = np.zeros((1, 16, 16)), np.zeros((1, 16, 16), dtype=int)
+    with pytest.raises(ValueError, match="validation_fraction=0.1 holds out every image"):
+        SegNetSegmenter(validation_fraction=0.1, **TINY).fit(X, y)
+
+
 def test_one_image_trains_without_a_validation_split():
     X, y = np.zeros((1, 16, 16)), np.zeros((1, 16, 16), dtype=int)
-    seg = SegNetSegmenter(max_epochs=1, validation_fraction=0, **TINY).fit(X, y)
+    seg = SegNetSegmenter(max_epochs=1, **TINY).fit(X, y)  # validation_fraction=0
     assert seg.predict(X).shape == (1, 16, 16)
+    assert "valid_loss" not in seg.history[-1]
 
 
 def test_unknown_device_names_the_device(small_data):
@@ -537,7 +543,9 @@ def test_pipeline_and_grid_search_over_width(small_data):
 
 def test_verbose_shows_progress_and_zero_is_silent(small_data, capsys):
     X, y = small_data
-    SegNetSegmenter(max_epochs=1, **{**TINY, "verbose": 1}).fit(X[:32], y[:32])
+    SegNetSegmenter(max_epochs=1, validation_fraction=0.25, **{**TINY, "verbose": 1}).fit(
+        X[:32], y[:32]
+    )
     captured = capsys.readouterr()
     assert "valid_miou" in captured.out and "%" in captured.err
     SegNetSegmenter(max_epochs=1, **TINY).fit(X[:32], y[:32])
