@@ -49,9 +49,9 @@ def _estimator_defaults():
 
 #: every default of the recipe (and of ``skseg train-segnet``'s options of the same
 #: names): :class:`~skseg.SegNetSegmenter`'s defaults for the network and its
-#: optimisation, then what a run on fresh compositions sets differently (four levels
-#: with one convolution per block and batch 16, so that more images and steps fit the
-#: time budget and the network has room for what 50,000 digits teach; 7 epochs of
+#: optimisation, then what a run on fresh compositions sets differently (four levels,
+#: with which its results were measured; one convolution per block and batch 16, so
+#: that more images and steps fit the time budget; 7 epochs of
 #: new images, which need no augmentation, 2 % of them for validation, 7 test-time
 #: shifts), then the run itself
 RECIPE = {
