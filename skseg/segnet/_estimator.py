@@ -245,7 +245,8 @@ class SegNetSegmenter(NeuralNet):
         The trained network.
 
     history_ : skorch.History
-        Per-epoch ``train_loss``, ``valid_loss`` and ``valid_miou``.
+        Per-epoch ``train_loss``, and ``valid_loss`` and ``valid_miou`` when images are
+        held out for validation (``validation_fraction`` or ``train_split``).
 
     Examples
     --------
