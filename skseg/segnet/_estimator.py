@@ -56,8 +56,8 @@ class SegNetSegmenter(NeuralNet):
     from half resolution (``top_block="upsample"``), :class:`~skseg.segnet.Muon` for the
     hidden convolutions and AdamW for the rest at batch 32, all the training images
     (none held out for validation), a warmup-stable-decay learning-rate schedule over 16
-    epochs, random affine copies of the training images overlaid with
-    each other twice (``augment=True``), and bfloat16 where the device has it natively.
+    epochs, random affine copies of the training images overlaid with each other twice
+    (``augment=True``), and bfloat16 where the device has it natively.
 
     Read more in the :ref:`User Guide <segnet>`.
 
