@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..image import merge_small_regions
+from . import _grid_transform as grid_transform
 from . import _kernels as kernels
 
 #: most source columns in one block of the torch kernel; bounds its memory at
@@ -197,7 +198,17 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
     else:
         qry = _Tree(queries, torch.ones(len(queries), dtype=queries.dtype, device=queries.device))
     ptr, leaves, left_a, left_b = leaf_lists(qry, src, tolerance, own_weight=same)
-    if uses_fused_kernels(queries.device, queries.shape[1]):
+    if takes_grid(queries, sources, qry, src, ptr, leaves):
+        # in bandwidths and float64, the points in the trees' order (neighbours in memory)
+        root2 = math.sqrt(2.0)
+        q = qry.points.numpy().astype(np.float64) * root2
+        offsets = grid_transform.grid_means(
+            q,
+            src.points.numpy().astype(np.float64) * root2,
+            weights[src.order].numpy().astype(np.float64),
+        )
+        out = torch.from_numpy(((q + offsets) / root2).astype(np.float32))
+    elif uses_fused_kernels(queries.device, queries.shape[1]):
         source_points = src.points.numpy()
         out = torch.from_numpy(
             kernels.leaf_list_means(
@@ -218,6 +229,32 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
     result = torch.empty_like(out)
     result[qry.order] = out
     return result
+
+
+def takes_grid(queries, sources, qry, src, ptr, leaves):
+    """Whether the grid (:mod:`skseg.meanshift._grid_transform`) does a step's sums.
+
+    On the CPU, in float32, for three features, when its estimated time is below that of
+    the direct kernels on the pairs of leaves listed by :func:`leaf_lists`: the dense
+    first steps of a photo's colours, before their points collapse.
+    """
+    if not (
+        queries.device.type == "cpu"
+        and queries.dtype == torch.float32
+        and queries.shape[1] == grid_transform.N_FEATURES
+    ):
+        return False
+    root2 = math.sqrt(2.0)
+    lo = torch.minimum(queries.min(dim=0).values, sources.min(dim=0).values).numpy() * root2
+    hi = torch.maximum(queries.max(dim=0).values, sources.max(dim=0).values).numpy() * root2
+    grid_ops = grid_transform.grid_cost(len(queries), len(sources), lo, hi)
+    if grid_ops is None:
+        return False
+    query_sizes = np.diff(qry.starts)[np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))]
+    pairs = float(np.dot(query_sizes.astype(np.float64), np.diff(src.starts)[leaves]))
+    return (
+        grid_ops * grid_transform.SECONDS_PER_GRID_OP < pairs * grid_transform.SECONDS_PER_PAIR
+    )
 
 
 def weighted_means_torch(qry, src, ptr, leaves, batch_size):

@@ -1,0 +1,146 @@
+"""The grid Gauss transform that does the dense steps of float32 mean-shift on colours."""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from skseg import MeanShiftSegmenter
+from skseg.meanshift import _backend as backend
+from skseg.meanshift import _grid_transform as grid_transform
+
+#: largest move, in bandwidths, that the grid's sampling may cause (measured: about
+#: 1e-5 on dense clouds and photos)
+GRID_ERROR = 5e-5
+
+
+def _dense_offsets(queries, sources, weights):
+    """Plain float64 numpy, every pair: weighted mean of the sources minus each query,
+    with the Gaussian ``exp(-|r|**2 / 2)`` of distances ``r`` in bandwidths."""
+    diff = sources[None, :, :] - queries[:, None, :]
+    K = np.exp(-0.5 * (diff**2).sum(-1)) * weights
+    return (K[:, :, None] * diff).sum(1) / K.sum(1, keepdims=True)
+
+
+def _dense_cloud(n=20_000, seed=0):
+    """Colours crowded like a photo's, in bandwidths: a few wide blobs, a thin streak,
+    repeated points and a small cluster 3 bandwidths from a big one."""
+    rng = np.random.default_rng(seed)
+    blobs = [rng.normal(scale=s, size=(n // 4, 3)) + c for s, c in ((1.5, 0), (0.8, 4), (2.5, 2))]
+    streak = np.outer(rng.uniform(-6, 6, n // 8), [1.0, 0.3, -0.2])
+    small = rng.normal(scale=0.2, size=(30, 3)) + [-7.0, 0.0, 0.0]
+    points = np.concatenate([*blobs, streak, small])
+    return np.concatenate([points, points[:500]])
+
+
+def test_grid_means_match_the_dense_sums():
+    points = _dense_cloud(6000)
+    weights = np.random.default_rng(1).integers(1, 6, size=len(points)).astype(np.float64)
+    expected = _dense_offsets(points, points, weights)
+    got = grid_transform.grid_means(points, points, weights)
+    assert np.abs(got - expected).max() <= GRID_ERROR
+    # the small cluster is pulled by the big one by far more than that: dropping the
+    # far sources would fail above
+    alone = _dense_offsets(points[-530:-500], points[-530:-500], weights[-530:-500])
+    assert np.abs(alone - expected[-530:-500]).max() > 100 * GRID_ERROR
+
+
+def test_grid_means_with_queries_apart_from_the_sources():
+    # the standard algorithm and aggregated sources: queries are not sources
+    sources = _dense_cloud(3000)
+    weights = np.random.default_rng(2).uniform(0.5, 30, size=len(sources))
+    queries = sources[::5] + np.random.default_rng(3).normal(scale=0.3, size=(len(sources[::5]), 3))
+    expected = _dense_offsets(queries, sources, weights)
+    got = grid_transform.grid_means(queries, sources, weights)
+    assert np.abs(got - expected).max() <= GRID_ERROR
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 40), st.just(3)),
+        elements=st.floats(-8, 8, allow_nan=False, width=64),
+    ),
+    st.booleans(),
+    st.sampled_from([1.0, 0.1, 1e-3]),
+)
+def test_grid_means_against_brute_force(points, duplicate, shrink):
+    # ties, duplicated points, one-point inputs, points far apart and crowded
+    points = points * shrink
+    if duplicate:
+        points = np.concatenate([points, points[: len(points) // 2 + 1]])
+    weights = np.random.default_rng(len(points)).integers(1, 4, size=len(points)) * 1.0
+    expected = _dense_offsets(points, points, weights)
+    got = grid_transform.grid_means(points, points, weights)
+    assert np.abs(got - expected).max() <= GRID_ERROR
+
+
+def test_grid_means_are_deterministic_whatever_the_threads():
+    points = _dense_cloud(4000)
+    weights = np.ones(len(points))
+    first = grid_transform.grid_means(points, points, weights)
+    threads = numba.get_num_threads()
+    try:
+        for n in (1, threads):
+            numba.set_num_threads(n)
+            np.empty(1000 * n + 13)  # shift the allocator's state
+            again = grid_transform.grid_means(points, points, weights)
+            np.testing.assert_array_equal(again, first)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _scaled(points):
+    return torch.as_tensor(points / math.sqrt(2.0), dtype=torch.float32)
+
+
+def _takes_grid(points, dtype=torch.float32):
+    tensor = _scaled(points).to(dtype)
+    tree = backend._Tree(tensor, torch.ones(len(points), dtype=dtype))
+    ptr, leaves, _, _ = backend.leaf_lists(tree, tree, backend.prune_tolerance(dtype))
+    return backend.takes_grid(tensor, tensor, tree, tree, ptr, leaves)
+
+
+def test_the_grid_takes_dense_float32_colours_only():
+    dense = _dense_cloud(40_000)
+    assert _takes_grid(dense)
+    assert not _takes_grid(dense, torch.float64)  # float64 keeps its 1e-11 tolerance
+    assert not _takes_grid(dense[::40])  # few sources within reach: the direct sums
+    spread_out = dense * 30  # a box too large for the grid
+    assert not _takes_grid(spread_out)
+
+
+def test_grid_steps_agree_with_float64(monkeypatch):
+    # a whole fit whose dense first steps take the grid, against the float64 mode (which
+    # the other tests check against a plain per-point loop)
+    X = _dense_cloud(40_000, seed=4) * 2.5 + [50.0, 0.0, 0.0]
+    calls = []
+    grid_means = grid_transform.grid_means
+
+    def counting(*args):
+        calls.append(len(args[0]))
+        return grid_means(*args)
+
+    monkeypatch.setattr(grid_transform, "grid_means", counting)
+    float32 = MeanShiftSegmenter(device="cpu").fit(X)
+    assert calls, "the test must exercise the grid"
+    monkeypatch.setattr(grid_transform, "grid_means", grid_means)
+    float64 = MeanShiftSegmenter(device="cpu", dtype="float64").fit(X)
+    diff = np.abs(float32.shifted_points_ - float64.shifted_points_).max(axis=1)
+    assert (diff <= 5e-2).mean() >= 0.9999
+    assert len(float32.cluster_centers_) == len(float64.cluster_centers_)
+
+
+@pytest.mark.parametrize("n_features", [2, 5])
+def test_other_feature_counts_take_the_direct_sums(n_features):
+    points = np.random.default_rng(0).normal(size=(20_000, n_features))
+    tensor = _scaled(points)
+    tree = backend._Tree(tensor, torch.ones(len(points)))
+    ptr, leaves, _, _ = backend.leaf_lists(tree, tree, backend.prune_tolerance(torch.float32))
+    assert not backend.takes_grid(tensor, tensor, tree, tree, ptr, leaves)
