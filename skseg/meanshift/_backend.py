@@ -5,8 +5,8 @@ coordinates ``y = (x - c) / (bandwidth * sqrt(2))``, so that the Gaussian weight
 is simply ``exp(-||y_i - y_j||**2)``.
 
 One step of mean-shift moves every query to the Gaussian-weighted mean of the sources.
-Three reductions of work make that fast while keeping the answer within a stated
-tolerance of the exact step:
+Four reductions of work make that fast. The first three keep every step within a stated
+tolerance of the exact one, the fourth within the error of its sampling:
 
 1. **Multiplicities.** Exactly equal inputs are one point with weight ``k``, and points
    whose positions agree to within :func:`merge_tolerance` (they have collapsed together)
@@ -28,6 +28,10 @@ tolerance of the exact step:
    (CUDA, or more than five features) :func:`weighted_means_torch` forms one
    ``rows x columns`` block of exponents at a time by a matrix product and reduces it by
    a second one; the ``n x n`` weight matrix is never built.
+4. **A grid for dense colours.** A float32 step on three features whose leaf lists hold
+   more pairs than a grid Gauss transform costs (:func:`takes_grid`) is done on a grid
+   instead (:mod:`skseg.meanshift._grid_transform`): fixed work per point, an error
+   that of the grid's sampling rather than a per-query bound.
 """
 
 from __future__ import annotations
@@ -234,9 +238,10 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
 def takes_grid(queries, sources, qry, src, ptr, leaves):
     """Whether the grid (:mod:`skseg.meanshift._grid_transform`) does a step's sums.
 
-    On the CPU, in float32, for three features, when its estimated time is below that of
-    the direct kernels on the pairs of leaves listed by :func:`leaf_lists`: the dense
-    first steps of a photo's colours, before their points collapse.
+    On the CPU, in float32, for three features, when its estimated time is a
+    ``GRID_SPEEDUP``-th of that of the direct kernels on the pairs of leaves listed by
+    :func:`leaf_lists` or less: the dense first steps of a photo's colours, before their
+    points collapse.
     """
     if not (
         queries.device.type == "cpu"
@@ -252,9 +257,8 @@ def takes_grid(queries, sources, qry, src, ptr, leaves):
         return False
     query_sizes = np.diff(qry.starts)[np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))]
     pairs = float(np.dot(query_sizes.astype(np.float64), np.diff(src.starts)[leaves]))
-    return (
-        grid_ops * grid_transform.SECONDS_PER_GRID_OP < pairs * grid_transform.SECONDS_PER_PAIR
-    )
+    grid_seconds = grid_ops * grid_transform.SECONDS_PER_GRID_OP
+    return grid_seconds * grid_transform.GRID_SPEEDUP < pairs * grid_transform.SECONDS_PER_PAIR
 
 
 def weighted_means_torch(qry, src, ptr, leaves, batch_size):
@@ -612,5 +616,7 @@ def compile_kernels(dtypes=("float32",)):
             dtype=getattr(torch, dtype),
             grid_cell=0.2,
         )
+    if "float32" in dtypes:  # the grid that dense float32 steps take (3 features)
+        grid_transform.grid_means(X[:2], X[:2], np.ones(2))
     merge_small_regions(np.array([[0, 1, 0]]), 2)
     return time.perf_counter() - start

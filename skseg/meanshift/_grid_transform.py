@@ -7,9 +7,9 @@ bandwidths. The Gaussian is the convolution of three Gaussians, ``G_a * G_c * G_
 
 1. **spread**: every source adds ``w_j G_a(g - x_j)`` to the ``M**3`` grid nodes ``g``
    around it (``M`` per axis), together with ``w_j G_a(g - x_j) (x_j - g)``;
-2. **convolve**: the grid is convolved with ``G_c`` along each axis in turn
-   (:func:`scipy.ndimage.correlate1d`); the moments also take ``G_c(t) t`` of the weights,
-   for the part ``g' - g`` of ``x_j - y = (x_j - g') + (g' - g) + (g - y)``;
+2. **convolve**: the grid is convolved with ``G_c`` along each axis in turn; the moments
+   also take ``G_c(t) t`` of the weights, for the part ``g' - g`` of ``x_j - y = (x_j -
+   g') + (g' - g) + (g - y)``;
 3. **gather**: every query sums ``G_a(g - y)`` times the convolved grid over the nodes
    around it, and the moments also take ``(g - y)`` times the convolved weights.
 
@@ -32,7 +32,6 @@ import math
 
 import numpy as np
 from numba import njit
-from scipy import ndimage
 
 from ._kernels import _next_item, in_threads
 
@@ -55,9 +54,12 @@ SPREAD_CHUNKS = 2
 #: queries are gathered in this many chunks, handed out to the threads one at a time
 GATHER_CHUNKS = 64
 #: seconds per multiply-add of :func:`grid_cost` and per listed pair of the direct
-#: kernels, measured in the steps of ``stereo_motorcycle`` (152,000 colours) on 2 cores
-SECONDS_PER_GRID_OP = 0.34e-9
-SECONDS_PER_PAIR = 0.22e-9
+#: kernels (medians over the steps of three photos on 2 AMD EPYC cores with AVX2)
+SECONDS_PER_GRID_OP = 0.22e-9
+SECONDS_PER_PAIR = 0.29e-9
+#: a step takes the grid only where it is estimated this many times as fast: its error
+#: is that of its sampling, a few times the direct kernels' bound
+GRID_SPEEDUP = 1.5
 
 
 def _conv_kernels():
@@ -95,7 +97,7 @@ def grid_cost(n_queries, n_sources, lo, hi):
 def _node_weights(p, origin, inv_two_var, weights, offsets):
     """First node (index) of ``p``'s ``NODES`` along one axis, with the Gaussian weight
     ``G_a(g - p)`` and the offset ``g - p`` of each."""
-    first = int(math.floor((p - origin) / SIDE)) - NODES // 2 + 1
+    first = int(math.floor((p - origin) / SIDE - (NODES - 2) / 2))
     for k in range(NODES):
         d = origin + (first + k) * SIDE - p
         offsets[k] = d
@@ -105,14 +107,23 @@ def _node_weights(p, origin, inv_two_var, weights, offsets):
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def _spread(counter, points, weights, origin, grids, n_chunks):
-    """Chunk ``c`` of the points adds its weights and moments to ``grids[c]``."""
+    """Chunk ``c`` of the points adds its weights and moments to ``grids[c]``.
+
+    A grid holds the four channels of a node side by side (weight, then the moments
+    along the three axes), so that a point's ``NODES`` nodes along the last axis are
+    ``4 * NODES`` consecutive floats, updated in one vectorised loop.
+    """
     inv_two_var = 1.0 / (2.0 * SPREAD**2)
     n = points.shape[0]
     per = -(-n // n_chunks)
     a = np.empty((3, NODES))
     off = np.empty((3, NODES))
-    az = np.empty(NODES, dtype=np.float32)
-    dz = np.empty(NODES, dtype=np.float32)
+    # the rows of a point's nodes along the last axis: for every node of the first
+    # axis, the weight and the moments along the first and last axes (``row_x``), and
+    # the weight in the lane of the moment along the second axis (``row_y``); the
+    # second axis scales both
+    row_x = np.zeros((NODES, 4 * NODES), dtype=np.float32)
+    row_y = np.zeros((NODES, 4 * NODES), dtype=np.float32)
     while True:
         c = _next_item(counter)
         if c >= n_chunks:
@@ -123,38 +134,43 @@ def _spread(counter, points, weights, origin, grids, n_chunks):
             j0 = _node_weights(points[p, 1], origin[1], inv_two_var, a[1], off[1])
             k0 = _node_weights(points[p, 2], origin[2], inv_two_var, a[2], off[2])
             w = weights[p]
-            for k in range(NODES):
-                az[k] = a[2, k]
-                dz[k] = -off[2, k]
             for i in range(NODES):
                 wa = w * a[0, i]
-                dx = -off[0, i]
+                for k in range(NODES):
+                    wac = wa * a[2, k]
+                    row_x[i, 4 * k] = wac
+                    row_x[i, 4 * k + 1] = -wac * off[0, i]
+                    row_x[i, 4 * k + 3] = -wac * off[2, k]
+                    row_y[i, 4 * k + 2] = wac
+            for i in range(NODES):
+                px = row_x[i]
+                py = row_y[i]
                 for j in range(NODES):
-                    wab = np.float32(wa * a[1, j])
-                    dx32 = np.float32(dx)
-                    dy = np.float32(-off[1, j])
-                    r0 = grid[0, i0 + i, j0 + j]
-                    r1 = grid[1, i0 + i, j0 + j]
-                    r2 = grid[2, i0 + i, j0 + j]
-                    r3 = grid[3, i0 + i, j0 + j]
-                    for k in range(NODES):
-                        v = wab * az[k]
-                        r0[k0 + k] += v
-                        r1[k0 + k] += v * dx32
-                        r2[k0 + k] += v * dy
-                        r3[k0 + k] += v * dz[k]
+                    f = np.float32(a[1, j])
+                    fy = np.float32(-a[1, j] * off[1, j])
+                    row = grid[i0 + i, j0 + j, 4 * k0 : 4 * (k0 + NODES)]
+                    for t in range(4 * NODES):
+                        row[t] += f * px[t] + fy * py[t]
 
 
-@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+@njit(nogil=True, cache=True, fastmath={"contract"})
 def _gather(counter, queries, origin, grid, out, n_chunks):
-    """Chunk ``c`` of the queries: each query's mean offset ``M / S`` from the grid."""
+    """Chunk ``c`` of the queries: each query's mean offset ``M / S`` from the grid.
+
+    The rows of a query's nodes along the last axis are summed with the weights of the
+    first two axes in vectorised loops (float32 over the second axis, float64 over the
+    first); the last axis's weights and offsets enter at the end.
+    """
     inv_two_var = 1.0 / (2.0 * SPREAD**2)
     n = queries.shape[0]
     per = -(-n // n_chunks)
     a = np.empty((3, NODES))
     off = np.empty((3, NODES))
-    az = np.empty(NODES, dtype=np.float32)
-    dz = np.empty(NODES, dtype=np.float32)
+    row_sum = np.empty(4 * NODES, dtype=np.float32)
+    row_sum_y = np.empty(4 * NODES, dtype=np.float32)
+    total = np.empty(4 * NODES)
+    total_x = np.empty(4 * NODES)
+    total_y = np.empty(4 * NODES)
     while True:
         c = _next_item(counter)
         if c >= n_chunks:
@@ -163,63 +179,94 @@ def _gather(counter, queries, origin, grid, out, n_chunks):
             i0 = _node_weights(queries[p, 0], origin[0], inv_two_var, a[0], off[0])
             j0 = _node_weights(queries[p, 1], origin[1], inv_two_var, a[1], off[1])
             k0 = _node_weights(queries[p, 2], origin[2], inv_two_var, a[2], off[2])
-            for k in range(NODES):
-                az[k] = a[2, k]
-                dz[k] = off[2, k]
+            total[:] = 0.0
+            total_x[:] = 0.0
+            total_y[:] = 0.0
+            for i in range(NODES):
+                row_sum[:] = 0.0
+                row_sum_y[:] = 0.0
+                for j in range(NODES):
+                    f = np.float32(a[0, i] * a[1, j])
+                    fy = np.float32(a[0, i] * a[1, j] * off[1, j])
+                    row = grid[i0 + i, j0 + j, 4 * k0 : 4 * (k0 + NODES)]
+                    for t in range(4 * NODES):
+                        row_sum[t] += f * row[t]
+                        row_sum_y[t] += fy * row[t]
+                for t in range(4 * NODES):
+                    total[t] += row_sum[t]
+                    total_x[t] += off[0, i] * row_sum[t]
+                    total_y[t] += row_sum_y[t]
             s = 0.0
             m0 = 0.0
             m1 = 0.0
             m2 = 0.0
-            for i in range(NODES):
-                for j in range(NODES):
-                    r0 = grid[0, i0 + i, j0 + j]
-                    r1 = grid[1, i0 + i, j0 + j]
-                    r2 = grid[2, i0 + i, j0 + j]
-                    r3 = grid[3, i0 + i, j0 + j]
-                    t0 = np.float32(0.0)
-                    t1 = np.float32(0.0)
-                    t2 = np.float32(0.0)
-                    t3 = np.float32(0.0)
-                    t4 = np.float32(0.0)
-                    for k in range(NODES):
-                        ck = az[k]
-                        v = r0[k0 + k]
-                        t0 += ck * v
-                        t1 += ck * r1[k0 + k]
-                        t2 += ck * r2[k0 + k]
-                        t3 += ck * r3[k0 + k]
-                        t4 += ck * dz[k] * v
-                    aij = a[0, i] * a[1, j]
-                    s += aij * t0
-                    m0 += aij * (t1 + off[0, i] * t0)
-                    m1 += aij * (t2 + off[1, j] * t0)
-                    m2 += aij * (t3 + t4)
+            for k in range(NODES):
+                weight = total[4 * k]
+                s += a[2, k] * weight
+                m0 += a[2, k] * (total[4 * k + 1] + total_x[4 * k])
+                m1 += a[2, k] * (total[4 * k + 2] + total_y[4 * k])
+                m2 += a[2, k] * (total[4 * k + 3] + off[2, k] * weight)
             out[p, 0] = m0 / s
             out[p, 1] = m1 / s
             out[p, 2] = m2 / s
 
 
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _convolve_axis(counter, src, dst, gauss, moment, axis):
+    """One axis of the convolution, rows ``i`` of the first axis handed out one at a
+    time: every channel takes ``G_c``, and the moment along ``axis`` also takes
+    ``G_c(t) t`` of the weights (``moment``). Whole rows of the last axis (four channels
+    side by side) are added at once; the grid outside holds zeros."""
+    n0, n1, width = src.shape
+    n2 = width // 4
+    half = (len(gauss) - 1) // 2
+    lane = 1 + axis
+    acc = np.empty(width, dtype=np.float32)
+    while True:
+        i = _next_item(counter)
+        if i >= n0:
+            return
+        for j in range(n1):
+            acc[:] = 0.0
+            if axis == 2:
+                row = src[i, j]
+                for tau in range(-half, half + 1):
+                    c, e = gauss[tau + half], moment[tau + half]
+                    lo, hi = max(0, -tau), min(n2, n2 - tau)
+                    for t in range(4 * lo, 4 * hi):
+                        acc[t] += c * row[t + 4 * tau]
+                    for k in range(lo, hi):
+                        acc[4 * k + lane] += e * row[4 * (k + tau)]
+            else:
+                first = max(-half, -(i if axis == 0 else j))
+                last = min(half, (n0 - 1 - i) if axis == 0 else (n1 - 1 - j))
+                for tau in range(first, last + 1):
+                    c, e = gauss[tau + half], moment[tau + half]
+                    row = src[i + tau, j] if axis == 0 else src[i, j + tau]
+                    for t in range(width):
+                        acc[t] += c * row[t]
+                    for k in range(n2):
+                        acc[4 * k + lane] += e * row[4 * k]
+            out = dst[i, j]
+            for t in range(width):
+                out[t] = acc[t]
+
+
 def _convolve(grid):
-    """The spread grid convolved: weights ``G_c * W`` and moments ``G_c * D_d + (G_c t)_d
-    * W`` (``(G_c t)_d`` along axis ``d``, ``G_c`` along the others)."""
-    gauss, moment = _conv_kernels()
+    """The spread grid convolved, in place: weights ``G_c * W`` and moments ``G_c * D_d +
+    (G_c t)_d * W`` (``(G_c t)_d`` along axis ``d``, ``G_c`` along the others).
 
-    def along(values, weights, axis):
-        return ndimage.correlate1d(values, weights, axis=axis, mode="constant")
-
-    out = np.empty_like(grid)
-    weight = grid[0]
-    # per axis d: the moment along d first (D_d with G_c plus W with G_c t), then G_c
-    # along the other two axes; the weights take G_c along all three
-    along0 = along(weight, gauss, 0)
-    out[0] = along(along(along0, gauss, 1), gauss, 2)
-    for d in range(3):
-        part = along(grid[1 + d], gauss, d) + along(weight, moment, d)
-        for axis in range(3):
-            if axis != d:
-                part = along(part, gauss, axis)
-        out[1 + d] = part
-    return out
+    The axes are taken in turn; as every pass leaves the weights convolved along the
+    axes done so far, the moment along axis ``d`` takes ``(G_c t)`` of weights that
+    already hold ``G_c`` along the axes before ``d``, and ``G_c`` along those after.
+    """
+    gauss, moment = (kernel.astype(np.float32) for kernel in _conv_kernels())
+    other = np.empty_like(grid)
+    src, dst = grid, other
+    for axis in range(3):
+        in_threads(_convolve_axis, len(grid), src, dst, gauss, moment, axis)
+        src, dst = dst, src
+    return src
 
 
 def grid_means(queries, sources, weights):
@@ -242,7 +289,7 @@ def grid_means(queries, sources, weights):
     lo = np.minimum(queries.min(axis=0), sources.min(axis=0))
     hi = np.maximum(queries.max(axis=0), sources.max(axis=0))
     origin, shape = grid_shape(lo, hi)
-    grids = np.zeros((SPREAD_CHUNKS, 4, *shape), dtype=np.float32)
+    grids = np.zeros((SPREAD_CHUNKS, shape[0], shape[1], 4 * shape[2]), dtype=np.float32)
     in_threads(_spread, SPREAD_CHUNKS, sources, weights, origin, grids, SPREAD_CHUNKS)
     grid = grids[0]
     for chunk in grids[1:]:
