@@ -21,11 +21,12 @@ convolution of the cloud's bounding box. :func:`grid_cost` and
 :func:`skseg.meanshift._backend.weighted_means` choose between them.
 
 The approximation is that of the sampling: the node Gaussians are cut off at ``M / 2``
-nodes from the point and the grid aliases frequencies above ``pi / s``. With the
-constants below the relative error of each pair's weight stays below about ``1e-6`` of a
-coincident pair's (:func:`skseg.meanshift._backend.prune_tolerance`'s scale); in a step
-on the distinct colours of ``stereo_motorcycle`` the largest move it caused was
-``1.4e-5`` bandwidths and 99.9 % of the points moved by less than ``5e-6``.
+nodes from the point, and the grid aliases frequencies above ``pi / s``. With the
+constants below, each pair's weight is off by a few ``1e-6`` of a coincident pair's at
+most. Measured on the 151,940 colours of ``stereo_motorcycle``: in the first step, half
+of the points land within ``1.3e-6`` bandwidths of the exact mean and 99.9 % within
+``6e-6``; over all the steps that took the grid, no point landed more than ``1.4e-4``
+bandwidths from where the direct kernels (within ``1e-6``) put it.
 """
 
 import math
@@ -252,17 +253,17 @@ def _convolve_axis(counter, src, dst, gauss, moment, axis):
                 out[t] = acc[t]
 
 
-def _convolve(grid):
-    """The spread grid convolved, in place: weights ``G_c * W`` and moments ``G_c * D_d +
-    (G_c t)_d * W`` (``(G_c t)_d`` along axis ``d``, ``G_c`` along the others).
+def _convolve(grid, scratch):
+    """The spread grid convolved, in ``grid`` or ``scratch`` (returned): weights ``G_c *
+    W`` and moments ``G_c * D_d + (G_c t)_d * W`` (``(G_c t)_d`` along axis ``d``, ``G_c``
+    along the others).
 
     The axes are taken in turn; as every pass leaves the weights convolved along the
     axes done so far, the moment along axis ``d`` takes ``(G_c t)`` of weights that
     already hold ``G_c`` along the axes before ``d``, and ``G_c`` along those after.
     """
     gauss, moment = (kernel.astype(np.float32) for kernel in _conv_kernels())
-    other = np.empty_like(grid)
-    src, dst = grid, other
+    src, dst = grid, scratch
     for axis in range(3):
         in_threads(_convolve_axis, len(grid), src, dst, gauss, moment, axis)
         src, dst = dst, src
@@ -294,9 +295,9 @@ def grid_means(queries, sources, weights):
     grid = grids[0]
     for chunk in grids[1:]:
         grid += chunk
-    del grids, chunk
-    convolved = _convolve(grid)
-    del grid
+    # the other chunks' grids serve as the convolution's second buffer (every pass
+    # writes all of it)
+    convolved = _convolve(grid, grids[1] if SPREAD_CHUNKS > 1 else np.empty_like(grid))
     out = np.empty((len(queries), 3))
     in_threads(_gather, GATHER_CHUNKS, queries, origin, convolved, out, GATHER_CHUNKS)
     return out
