@@ -17,8 +17,8 @@ Every offset in the moments is a few bandwidths at most, so the mean ``M / S`` k
 precision wherever the cloud lies. The work per point is fixed (``2 * 4 * M**3``
 multiply-adds) however many sources lie within reach, where the direct sums of
 :mod:`skseg.meanshift._kernels` grow with the local density; on top comes the
-convolution of the cloud's bounding box. :func:`grid_cost` and
-:func:`skseg.meanshift._backend.weighted_means` choose between them.
+convolution of the cloud's bounding box. :func:`skseg.meanshift._backend.takes_grid`
+chooses between them with :func:`grid_cost`.
 
 The approximation is that of the sampling: the node Gaussians are cut off at ``M / 2``
 nodes from the point, and the grid aliases frequencies above ``pi / s``. With the
