@@ -22,6 +22,14 @@ def blurring_mean_shift_reference(X, bandwidth=2.5, n_steps=20, sample_weight=No
     return points
 
 
+def dense_weighted_means(Y, w, queries=None):
+    """One step's weighted means in scaled coordinates (pair weight ``exp(-|q - y|**2)``):
+    plain float64 numpy, every pair, no pruning."""
+    Q = Y if queries is None else queries
+    K = np.exp(-((Q[:, None, :] - Y[None, :, :]) ** 2).sum(-1)) * w
+    return K @ Y / K.sum(1, keepdims=True)
+
+
 def standard_mean_shift_reference(X, bandwidth=2.5, n_steps=20, sample_weight=None):
     """Gaussian mean-shift over the fixed data: each point climbs the density of ``X``
     (each sample's kernel times its ``sample_weight``)."""

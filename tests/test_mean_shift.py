@@ -17,7 +17,11 @@ from skseg.meanshift import _backend as backend
 from skseg.meanshift import _kernels as kernels
 from skseg.meanshift import compile_kernels
 
-from .reference import blurring_mean_shift_reference, standard_mean_shift_reference
+from .reference import (
+    blurring_mean_shift_reference,
+    dense_weighted_means,
+    standard_mean_shift_reference,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +58,6 @@ def test_standard_matches_reference(coffee_lab_small):
     np.testing.assert_allclose(ms32.shifted_points_, expected, rtol=0, atol=1e-3)
 
 
-def _dense_weighted_means(Y, w, queries=None):
-    """Plain float64 numpy: every pair, no pruning."""
-    Q = Y if queries is None else queries
-    K = np.exp(-((Q[:, None, :] - Y[None, :, :]) ** 2).sum(-1)) * w
-    return K @ Y / K.sum(1, keepdims=True)
-
-
 def _clusters_far_apart_of_very_different_sizes(dim=2):
     # a 2,000-point cluster 4.5 scaled units from a 40-point one: the big cluster's weight
     # at that distance (2000 * exp(-20)) still moves the small one's points measurably,
@@ -78,7 +75,7 @@ def test_pruned_leaf_lists_stay_within_the_tolerance(dtype, dim, monkeypatch):
     monkeypatch.setattr(backend, "LEAF_SIZE", 64)  # enough leaves to prune
     Y = _clusters_far_apart_of_very_different_sizes(dim)
     w = np.random.default_rng(1).integers(1, 4, size=len(Y)).astype(np.float64)
-    expected = _dense_weighted_means(Y, w)
+    expected = dense_weighted_means(Y, w)
     tolerance = backend.prune_tolerance(dtype)
     tree = backend._Tree(torch.as_tensor(Y, dtype=dtype), torch.as_tensor(w, dtype=dtype))
     ptr, leaves, _, _ = backend.leaf_lists(tree, tree, tolerance)
@@ -96,7 +93,7 @@ def test_pruned_leaf_lists_stay_within_the_tolerance(dtype, dim, monkeypatch):
     assert moved.max() <= tolerance + rounding
     # the small cluster really is pulled by the big one (by 7e-4 scaled units, far above
     # the float64 tolerance): a pruning rule that dropped it would fail above
-    alone = _dense_weighted_means(Y[2000:2040], w[2000:2040])
+    alone = dense_weighted_means(Y[2000:2040], w[2000:2040])
     assert np.abs(alone - expected[2000:2040]).max() > 5e-4
 
 
@@ -128,7 +125,7 @@ def test_standard_pruning_against_dense_queries(monkeypatch):
     Y = _clusters_far_apart_of_very_different_sizes()
     w = np.ones(len(Y))
     queries = Y[::7] + 0.2
-    expected = _dense_weighted_means(Y, w, queries)
+    expected = dense_weighted_means(Y, w, queries)
     tolerance = backend.prune_tolerance(torch.float64)
     got = backend.weighted_means(
         torch.as_tensor(queries), torch.as_tensor(Y), torch.as_tensor(w), tolerance, 512
