@@ -16,9 +16,10 @@ from skseg.meanshift import _grid_transform as grid_transform
 
 from .reference import dense_weighted_means
 
-#: largest move, in bandwidths, that the grid's sampling may cause (measured: about
-#: 1e-5 on dense clouds and photos)
-GRID_ERROR = 5e-5
+#: largest move, in bandwidths, that each grid's sampling may cause (measured on dense
+#: clouds and photos: about 1e-5 with the exact mode's grid, 1e-3 with the grid mode's)
+GRID_ERROR = {grid_transform.FINE: 5e-5, grid_transform.COARSE: 2e-3}
+GRIDS = pytest.mark.parametrize("grid", GRID_ERROR, ids=["fine", "coarse"])
 
 
 def _dense_offsets(queries, sources, weights):
@@ -40,26 +41,28 @@ def _dense_cloud(n=20_000, seed=0):
     return np.concatenate([points, points[:500]])
 
 
-def test_grid_means_match_the_dense_sums():
+@GRIDS
+def test_grid_means_match_the_dense_sums(grid):
     points = _dense_cloud(6000)
     weights = np.random.default_rng(1).integers(1, 6, size=len(points)).astype(np.float64)
     expected = _dense_offsets(points, points, weights)
-    got = grid_transform.grid_means(points, points, weights)
-    assert np.abs(got - expected).max() <= GRID_ERROR
+    got = grid_transform.grid_means(points, points, weights, grid)
+    assert np.abs(got - expected).max() <= GRID_ERROR[grid]
     # the small cluster is pulled by the big one by far more than that: dropping the
     # far sources would fail above
     alone = _dense_offsets(points[-530:-500], points[-530:-500], weights[-530:-500])
-    assert np.abs(alone - expected[-530:-500]).max() > 100 * GRID_ERROR
+    assert np.abs(alone - expected[-530:-500]).max() > 100 * GRID_ERROR[grid]
 
 
-def test_grid_means_with_queries_apart_from_the_sources():
+@GRIDS
+def test_grid_means_with_queries_apart_from_the_sources(grid):
     # the standard algorithm and aggregated sources: queries are not sources
     sources = _dense_cloud(3000)
     weights = np.random.default_rng(2).uniform(0.5, 30, size=len(sources))
     queries = sources[::5] + np.random.default_rng(3).normal(scale=0.3, size=(len(sources[::5]), 3))
     expected = _dense_offsets(queries, sources, weights)
-    got = grid_transform.grid_means(queries, sources, weights)
-    assert np.abs(got - expected).max() <= GRID_ERROR
+    got = grid_transform.grid_means(queries, sources, weights, grid)
+    assert np.abs(got - expected).max() <= GRID_ERROR[grid]
 
 
 @settings(max_examples=25, deadline=None)
@@ -71,28 +74,30 @@ def test_grid_means_with_queries_apart_from_the_sources():
     ),
     st.booleans(),
     st.sampled_from([1.0, 0.1, 1e-3]),
+    st.sampled_from(list(GRID_ERROR)),
 )
-def test_grid_means_against_brute_force(points, duplicate, shrink):
+def test_grid_means_against_brute_force(points, duplicate, shrink, grid):
     # ties, duplicated points, one-point inputs, points far apart and crowded
     points = points * shrink
     if duplicate:
         points = np.concatenate([points, points[: len(points) // 2 + 1]])
     weights = np.random.default_rng(len(points)).integers(1, 4, size=len(points)) * 1.0
     expected = _dense_offsets(points, points, weights)
-    got = grid_transform.grid_means(points, points, weights)
-    assert np.abs(got - expected).max() <= GRID_ERROR
+    got = grid_transform.grid_means(points, points, weights, grid)
+    assert np.abs(got - expected).max() <= GRID_ERROR[grid]
 
 
-def test_grid_means_are_deterministic_whatever_the_threads():
+@GRIDS
+def test_grid_means_are_deterministic_whatever_the_threads(grid):
     points = _dense_cloud(4000)
     weights = np.ones(len(points))
-    first = grid_transform.grid_means(points, points, weights)
+    first = grid_transform.grid_means(points, points, weights, grid)
     threads = numba.get_num_threads()
     try:
         for n in (1, threads):
             numba.set_num_threads(n)
             np.empty(1000 * n + 13)  # shift the allocator's state
-            again = grid_transform.grid_means(points, points, weights)
+            again = grid_transform.grid_means(points, points, weights, grid)
             np.testing.assert_array_equal(again, first)
     finally:
         numba.set_num_threads(threads)
@@ -142,3 +147,20 @@ def test_grid_steps_agree_with_float64(monkeypatch):
 @pytest.mark.parametrize("n_features", [2, 5])
 def test_other_feature_counts_take_the_direct_sums(n_features):
     assert not _takes_grid(np.random.default_rng(0).normal(size=(20_000, n_features)))
+
+
+def test_grid_mode_takes_the_coarse_grid(monkeypatch):
+    grids = []
+    grid_means = grid_transform.grid_means
+
+    def recording(queries, sources, weights, grid):
+        grids.append(grid)
+        return grid_means(queries, sources, weights, grid)
+
+    monkeypatch.setattr(grid_transform, "grid_means", recording)
+    X = _dense_cloud(40_000, seed=4) * 2.5
+    MeanShiftSegmenter(algorithm="grid", device="cpu").fit(X)
+    assert grids and set(grids) == {grid_transform.COARSE}
+    grids.clear()
+    MeanShiftSegmenter(device="cpu").fit(X)
+    assert grids and set(grids) == {grid_transform.FINE}

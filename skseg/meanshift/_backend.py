@@ -172,7 +172,9 @@ def leaf_lists(queries, sources, tolerance, *, own_weight=True):
     return ptr, np.concatenate(chunks), np.concatenate(lefts_a), np.concatenate(lefts_b)
 
 
-def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=False):
+def weighted_means(
+    queries, sources, weights, tolerance, batch_size, *, same=False, grid=grid_transform.FINE
+):
     """Gaussian-weighted mean of ``sources`` seen from every row of ``queries``.
 
     Parameters
@@ -190,6 +192,8 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
         Query rows per block of the torch kernel.
     same : bool
         ``queries`` and ``sources`` are the same points (blurring step): one tree serves both.
+    grid : GridSpec, default=FINE
+        The grid transform a dense step may take (:func:`takes_grid`).
 
     Returns
     -------
@@ -203,7 +207,7 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
     else:
         qry = _Tree(queries, torch.ones(len(queries), dtype=queries.dtype, device=queries.device))
     ptr, leaves, left_a, left_b = leaf_lists(qry, src, tolerance, own_weight=same)
-    if takes_grid(queries, sources, qry, src, ptr, leaves):
+    if takes_grid(queries, sources, qry, src, ptr, leaves, grid):
         # in bandwidths and float64, the points in the trees' order (neighbours in memory)
         root2 = math.sqrt(2.0)
         q = qry.points.numpy().astype(np.float64) * root2
@@ -211,6 +215,7 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
             q,
             src.points.numpy().astype(np.float64) * root2,
             weights[src.order].numpy().astype(np.float64),
+            grid,
         )
         out = torch.from_numpy(((q + offsets) / root2).astype(np.float32))
     elif uses_fused_kernels(queries.device, queries.shape[1]):
@@ -236,11 +241,11 @@ def weighted_means(queries, sources, weights, tolerance, batch_size, *, same=Fal
     return result
 
 
-def takes_grid(queries, sources, qry, src, ptr, leaves):
-    """Whether the grid (:mod:`skseg.meanshift._grid_transform`) does a step's sums.
+def takes_grid(queries, sources, qry, src, ptr, leaves, grid=grid_transform.FINE):
+    """Whether the grid ``grid`` (:mod:`skseg.meanshift._grid_transform`) does a step's sums.
 
     On the CPU, in float32, for three features, when its estimated time is a
-    ``GRID_SPEEDUP``-th of that of the direct kernels on the pairs of leaves listed by
+    ``grid.min_speedup``-th of that of the direct kernels on the pairs of leaves listed by
     :func:`leaf_lists` or less: the dense first steps of a photo's colours, before their
     points collapse.
     """
@@ -253,13 +258,13 @@ def takes_grid(queries, sources, qry, src, ptr, leaves):
     root2 = math.sqrt(2.0)
     lo = torch.minimum(queries.min(dim=0).values, sources.min(dim=0).values).numpy() * root2
     hi = torch.maximum(queries.max(dim=0).values, sources.max(dim=0).values).numpy() * root2
-    grid_ops = grid_transform.grid_cost(len(queries), len(sources), lo, hi)
+    grid_ops = grid_transform.grid_cost(len(queries), len(sources), lo, hi, grid)
     if grid_ops is None:
         return False
     query_sizes = np.diff(qry.starts)[np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))]
     pairs = float(np.dot(query_sizes.astype(np.float64), np.diff(src.starts)[leaves]))
     grid_seconds = grid_ops * grid_transform.SECONDS_PER_GRID_OP
-    return grid_seconds * grid_transform.GRID_SPEEDUP < pairs * grid_transform.SECONDS_PER_PAIR
+    return grid_seconds * grid.min_speedup < pairs * grid_transform.SECONDS_PER_PAIR
 
 
 def weighted_means_torch(qry, src, ptr, leaves, batch_size):
@@ -526,18 +531,20 @@ def run_mean_shift(
         counts = distinct_weights(unique_inverse, sample_weight, len(unique), dtype)
     weights = torch.as_tensor(counts, dtype=dtype, device=device)
     standard = algorithm == "standard"
+    grid = grid_transform.FINE
     tolerance = prune_tolerance(dtype)
     merge_tol = merge_tolerance(dtype, blurring=not standard)
     aggregate_cell = source_cell(dtype, algorithm)
     if algorithm == "grid":
         # approximate, after MeanShift++ (Jang and Jiang, CVPR 2021): the points of one
         # grid cell (in bandwidths) start as one weighted point, points that share a
-        # cell of half that side after a step are merged, and pruning may move a point
-        # by a twentieth of the cell per step
+        # cell of half that side after a step are merged, pruning may move a point by a
+        # twentieth of the cell per step, and dense steps take a coarser grid transform
         cell = grid_cell / math.sqrt(2.0)
         points, weights, inverse = merge_coincident(points, weights, inverse, cell)
         merge_tol = max(merge_tol, cell / 2)
         tolerance = max(tolerance, cell / 20)
+        grid = grid_transform.COARSE
     if standard:
         sources, source_weights = points, weights
     n_iter = 0
@@ -547,9 +554,13 @@ def run_mean_shift(
         else:
             sources, source_weights = aggregate_sources(points, weights, aggregate_cell)
             if sources is points:
-                new = weighted_means(points, points, weights, tolerance, batch_size, same=True)
+                new = weighted_means(
+                    points, points, weights, tolerance, batch_size, same=True, grid=grid
+                )
             else:
-                new = weighted_means(points, sources, source_weights, tolerance, batch_size)
+                new = weighted_means(
+                    points, sources, source_weights, tolerance, batch_size, grid=grid
+                )
         if tol > 0:
             settled = torch.linalg.vector_norm(new - points, dim=1).max().item() * scale <= tol
         else:  # an exact fixed point, checked without computing the moves
@@ -618,6 +629,7 @@ def compile_kernels(dtypes=("float32",)):
             grid_cell=0.2,
         )
     if "float32" in dtypes:  # the grid that dense float32 steps take (3 features)
-        grid_transform.grid_means(X[:2], X[:2], np.ones(2))
+        for grid in (grid_transform.FINE, grid_transform.COARSE):
+            grid_transform.grid_means(X[:2], X[:2], np.ones(2), grid)
     merge_small_regions(np.array([[0, 1, 0]]), 2)
     return time.perf_counter() - start

@@ -76,8 +76,9 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
         ``"grid"`` is an *approximate*, faster blurring mean-shift for interactive use
         (binning, as in MeanShift++): the points of each cell of a grid with side
         ``grid_cell * bandwidth`` start as one weighted point at their mean, after
-        every step points that share a cell of half that side are merged, and pruning
-        may move a point by a twentieth of the cell per step. Shifted points agree
+        every step points that share a cell of half that side are merged, pruning
+        may move a point by a twentieth of the cell per step, and dense steps take a
+        coarser grid transform than the exact mode's. Shifted points agree
         with ``"blurring"`` only to about the cell side, and segments closely but not
         exactly (adjusted Rand index against ``"blurring"`` of 0.95 or more on the
         benchmark photos with the default cells; see the benchmarks page).

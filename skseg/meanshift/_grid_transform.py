@@ -5,8 +5,8 @@ K(x_j - y) (x_j - y)`` over the sources ``x_j``, with ``K(r) = exp(-|r|**2 / 2)`
 bandwidths. The Gaussian is the convolution of three Gaussians, ``G_a * G_c * G_a`` with
 ``2 a**2 + c**2 = 1``, and each of them is sampled on a grid of side ``s``:
 
-1. **spread**: every source adds ``w_j G_a(g - x_j)`` to the ``M**3`` grid nodes ``g``
-   around it (``M`` per axis), together with ``w_j G_a(g - x_j) (x_j - g)``;
+1. **spread**: every source adds ``w_j G_a(g - x_j)`` to the ``m**3`` grid nodes ``g``
+   around it (``m`` per axis), together with ``w_j G_a(g - x_j) (x_j - g)``;
 2. **convolve**: the grid is convolved with ``G_c`` along each axis in turn; the moments
    also take ``G_c(t) t`` of the weights, for the part ``g' - g`` of ``x_j - y = (x_j -
    g') + (g' - g) + (g - y)``;
@@ -14,37 +14,61 @@ bandwidths. The Gaussian is the convolution of three Gaussians, ``G_a * G_c * G_
    around it, and the moments also take ``(g - y)`` times the convolved weights.
 
 Every offset in the moments is a few bandwidths at most, so the mean ``M / S`` keeps its
-precision wherever the cloud lies. The work per point is fixed (``2 * 4 * M**3``
+precision wherever the cloud lies. The work per point is fixed (``2 * 4 * m**3``
 multiply-adds) however many sources lie within reach, where the direct sums of
 :mod:`skseg.meanshift._kernels` grow with the local density; on top comes the
 convolution of the cloud's bounding box. :func:`skseg.meanshift._backend.takes_grid`
 chooses between them with :func:`grid_cost`.
 
-The approximation is that of the sampling: the node Gaussians are cut off at ``M / 2``
-nodes from the point, and the grid aliases frequencies above ``pi / s``. With the
-constants below, each pair's weight is off by at most about ``1.3e-5`` of a coincident
-pair's along each axis (computed in one dimension over all offsets). Measured on the
-151,940 colours of ``stereo_motorcycle``: in the first step, half of the points land
-within ``1.3e-6`` bandwidths of the exact mean and 99.9 % within ``6e-6``; over all the
-steps that took the grid, no point landed more than ``1.4e-4`` bandwidths from where
-the direct kernels (within ``1e-6``) put it.
+The approximation is that of the sampling: the node Gaussians are cut off about ``m /
+2`` nodes from the point, and the grid aliases frequencies above ``pi / s``. Two grids
+are used (:class:`GridSpec`), measured on the first step of the 151,940 colours of
+``stereo_motorcycle`` against float64 sums over every pair:
+
+- :data:`FINE`, for the exact mode: half of the points land within ``1.2e-6``
+  bandwidths of the exact mean, 99.9 % within ``4.4e-6``; over all the steps that took
+  the grid, no point landed more than ``1.4e-4`` bandwidths from where the direct
+  kernels (within ``1e-6``) put it. Nine nodes a side instead of ten leave 99.9 % within
+  ``2.3e-5`` and moved 7 pixels of the photo to another mode.
+- :data:`COARSE`, for ``algorithm="grid"``: median ``2.5e-5`` bandwidths, at most
+  ``4.8e-4``, for half of the work per point and two thirds of the convolution's.
+  Coarser grids change that mode's segments: with 7 nodes at side 0.55 (error up to
+  ``1e-4`` of a pair's weight in one dimension), the adjusted Rand index of ``chelsea``'s
+  segments against the exact mode's falls from 0.99 to 0.93.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from ._kernels import _next_item, in_threads
 
-#: grid side in bandwidths
-SIDE = 0.5
-#: standard deviation, in bandwidths, of the Gaussian that spreads and gathers
-SPREAD = 0.45
-#: grid nodes per axis that one point spreads to or gathers from
-NODES = 10
-#: the convolution's Gaussian is cut off at this many standard deviations
-CONV_CUTOFF = 5.5
+
+class GridSpec(NamedTuple):
+    """How a grid samples the Gaussian."""
+
+    #: grid side in bandwidths
+    side: float
+    #: standard deviation, in bandwidths, of the Gaussian that spreads and gathers
+    spread: float
+    #: grid nodes per axis that one point spreads to or gathers from
+    nodes: int
+    #: a step takes the grid only where it is estimated this many times as fast as the
+    #: direct kernels (:func:`skseg.meanshift._backend.takes_grid`)
+    min_speedup: float = 1.0
+    #: the convolution's Gaussian is cut off at this many standard deviations
+    conv_cutoff: float = 5.5
+
+
+#: the exact mode's grid. Each pair's weight is off by at most about ``1.3e-5`` of a
+#: coincident pair's along each axis (in one dimension over all offsets). A step takes
+#: it only where it is estimated 1.5 times as fast: its error, that of its sampling, is
+#: a few times the direct kernels' bound.
+FINE = GridSpec(side=0.5, spread=0.45, nodes=10, min_speedup=1.5)
+#: the grid mode's (``algorithm="grid"``): off by at most about ``5e-5``
+COARSE = GridSpec(side=0.55, spread=0.5, nodes=8)
 #: features the grid handles
 N_FEATURES = 3
 #: most grid nodes (about 80 x 160 x 160, the CIELAB gamut at bandwidth 2.5): larger
@@ -59,142 +83,141 @@ GATHER_CHUNKS = 64
 #: kernels (medians over the steps of three photos on 2 AMD EPYC cores with AVX2)
 SECONDS_PER_GRID_OP = 0.22e-9
 SECONDS_PER_PAIR = 0.29e-9
-#: a step takes the grid only where it is estimated this many times as fast: its error
-#: is that of its sampling, a few times the direct kernels' bound
-GRID_SPEEDUP = 1.5
 
 
-def _conv_kernels():
+def _conv_kernels(spec):
     """The convolution's Gaussian ``G_c`` and ``G_c(t) t`` on the nodes (float64)."""
-    sigma = math.sqrt(1.0 - 2.0 * SPREAD**2)
-    half = math.ceil(CONV_CUTOFF * sigma / SIDE)
-    t = np.arange(-half, half + 1) * SIDE
+    sigma = math.sqrt(1.0 - 2.0 * spec.spread**2)
+    half = math.ceil(spec.conv_cutoff * sigma / spec.side)
+    t = np.arange(-half, half + 1) * spec.side
     gauss = np.exp(-(t**2) / (2.0 * sigma**2))
     return gauss, gauss * t
 
 
-def grid_shape(lo, hi):
+def grid_shape(lo, hi, spec):
     """Origin (bandwidths) and node counts of the grid that covers the box ``lo..hi``
     with room for every point's nodes and the convolution around them."""
-    pad = NODES // 2 + 1
-    origin = np.floor(np.asarray(lo, dtype=np.float64) / SIDE) * SIDE - pad * SIDE
-    shape = np.ceil((np.asarray(hi, dtype=np.float64) - origin) / SIDE).astype(np.int64) + pad
-    return origin, shape
+    pad = spec.nodes // 2 + 1
+    origin = np.floor(np.asarray(lo, dtype=np.float64) / spec.side) * spec.side
+    origin -= pad * spec.side
+    shape = np.ceil((np.asarray(hi, dtype=np.float64) - origin) / spec.side).astype(np.int64)
+    return origin, shape + pad
 
 
-def grid_cost(n_queries, n_sources, lo, hi):
+def grid_cost(n_queries, n_sources, lo, hi, spec):
     """Multiply-adds of one grid step: the points' nodes and the convolution's taps.
 
     ``None`` when the grid would exceed ``MAX_NODES`` nodes.
     """
-    _, shape = grid_shape(lo, hi)
+    _, shape = grid_shape(lo, hi, spec)
     nodes = float(np.prod(shape.astype(np.float64)))
     if nodes > MAX_NODES:
         return None
-    taps = len(_conv_kernels()[0])
-    return 4.0 * NODES**3 * (n_queries + n_sources) + 15.0 * taps * nodes
+    taps = len(_conv_kernels(spec)[0])
+    return 4.0 * spec.nodes**3 * (n_queries + n_sources) + 15.0 * taps * nodes
 
 
 @njit(inline="always")
-def _node_weights(p, origin, inv_two_var, weights, offsets):
-    """First node (index) of ``p``'s ``NODES`` along one axis, with the Gaussian weight
-    ``G_a(g - p)`` and the offset ``g - p`` of each."""
-    first = int(math.floor((p - origin) / SIDE - (NODES - 2) / 2))
-    for k in range(NODES):
-        d = origin + (first + k) * SIDE - p
+def _node_weights(p, origin, side, inv_two_var, weights, offsets):
+    """First node (index) of ``p``'s nodes along one axis (as many as ``weights``
+    holds), with the Gaussian weight ``G_a(g - p)`` and the offset ``g - p`` of each."""
+    nodes = len(weights)
+    first = int(math.floor((p - origin) / side - (nodes - 2) / 2))
+    for k in range(nodes):
+        d = origin + (first + k) * side - p
         offsets[k] = d
         weights[k] = math.exp(-d * d * inv_two_var)
     return first
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def _spread(counter, points, weights, origin, grids, n_chunks):
+@njit(inline="always")
+def _spread(counter, points, weights, origin, grids, n_chunks, side, spread, nodes):
     """Chunk ``c`` of the points adds its weights and moments to ``grids[c]``.
 
     A grid holds the four channels of a node side by side (weight, then the moments
-    along the three axes), so that a point's ``NODES`` nodes along the last axis are
-    ``4 * NODES`` consecutive floats, updated in one vectorised loop.
+    along the three axes), so that a point's ``nodes`` nodes along the last axis are
+    ``4 * nodes`` consecutive floats, updated in one vectorised loop.
     """
-    inv_two_var = 1.0 / (2.0 * SPREAD**2)
+    inv_two_var = 1.0 / (2.0 * spread**2)
     n = points.shape[0]
     per = -(-n // n_chunks)
-    a = np.empty((3, NODES))
-    off = np.empty((3, NODES))
+    a = np.empty((3, nodes))
+    off = np.empty((3, nodes))
     # the rows of a point's nodes along the last axis: for every node of the first
     # axis, the weight and the moments along the first and last axes (``row_x``), and
     # the weight in the lane of the moment along the second axis (``row_y``); the
     # second axis scales both
-    row_x = np.zeros((NODES, 4 * NODES), dtype=np.float32)
-    row_y = np.zeros((NODES, 4 * NODES), dtype=np.float32)
+    row_x = np.zeros((nodes, 4 * nodes), dtype=np.float32)
+    row_y = np.zeros((nodes, 4 * nodes), dtype=np.float32)
     while True:
         c = _next_item(counter)
         if c >= n_chunks:
             return
         grid = grids[c]
         for p in range(c * per, min(n, (c + 1) * per)):
-            i0 = _node_weights(points[p, 0], origin[0], inv_two_var, a[0], off[0])
-            j0 = _node_weights(points[p, 1], origin[1], inv_two_var, a[1], off[1])
-            k0 = _node_weights(points[p, 2], origin[2], inv_two_var, a[2], off[2])
+            i0 = _node_weights(points[p, 0], origin[0], side, inv_two_var, a[0], off[0])
+            j0 = _node_weights(points[p, 1], origin[1], side, inv_two_var, a[1], off[1])
+            k0 = _node_weights(points[p, 2], origin[2], side, inv_two_var, a[2], off[2])
             w = weights[p]
-            for i in range(NODES):
+            for i in range(nodes):
                 wa = w * a[0, i]
-                for k in range(NODES):
+                for k in range(nodes):
                     wac = wa * a[2, k]
                     row_x[i, 4 * k] = wac
                     row_x[i, 4 * k + 1] = -wac * off[0, i]
                     row_x[i, 4 * k + 3] = -wac * off[2, k]
                     row_y[i, 4 * k + 2] = wac
-            for i in range(NODES):
+            for i in range(nodes):
                 px = row_x[i]
                 py = row_y[i]
-                for j in range(NODES):
+                for j in range(nodes):
                     f = np.float32(a[1, j])
                     fy = np.float32(-a[1, j] * off[1, j])
-                    row = grid[i0 + i, j0 + j, 4 * k0 : 4 * (k0 + NODES)]
-                    for t in range(4 * NODES):
+                    row = grid[i0 + i, j0 + j, 4 * k0 : 4 * (k0 + nodes)]
+                    for t in range(4 * nodes):
                         row[t] += f * px[t] + fy * py[t]
 
 
-@njit(nogil=True, cache=True, fastmath={"contract"})
-def _gather(counter, queries, origin, grid, out, n_chunks):
+@njit(inline="always")
+def _gather(counter, queries, origin, grid, out, n_chunks, side, spread, nodes):
     """Chunk ``c`` of the queries: each query's mean offset ``M / S`` from the grid.
 
     The rows of a query's nodes along the last axis are summed with the weights of the
     first two axes in vectorised loops (float32 over the second axis, float64 over the
     first); the last axis's weights and offsets enter at the end.
     """
-    inv_two_var = 1.0 / (2.0 * SPREAD**2)
+    inv_two_var = 1.0 / (2.0 * spread**2)
     n = queries.shape[0]
     per = -(-n // n_chunks)
-    a = np.empty((3, NODES))
-    off = np.empty((3, NODES))
-    row_sum = np.empty(4 * NODES, dtype=np.float32)
-    row_sum_y = np.empty(4 * NODES, dtype=np.float32)
-    total = np.empty(4 * NODES)
-    total_x = np.empty(4 * NODES)
-    total_y = np.empty(4 * NODES)
+    a = np.empty((3, nodes))
+    off = np.empty((3, nodes))
+    row_sum = np.empty(4 * nodes, dtype=np.float32)
+    row_sum_y = np.empty(4 * nodes, dtype=np.float32)
+    total = np.empty(4 * nodes)
+    total_x = np.empty(4 * nodes)
+    total_y = np.empty(4 * nodes)
     while True:
         c = _next_item(counter)
         if c >= n_chunks:
             return
         for p in range(c * per, min(n, (c + 1) * per)):
-            i0 = _node_weights(queries[p, 0], origin[0], inv_two_var, a[0], off[0])
-            j0 = _node_weights(queries[p, 1], origin[1], inv_two_var, a[1], off[1])
-            k0 = _node_weights(queries[p, 2], origin[2], inv_two_var, a[2], off[2])
+            i0 = _node_weights(queries[p, 0], origin[0], side, inv_two_var, a[0], off[0])
+            j0 = _node_weights(queries[p, 1], origin[1], side, inv_two_var, a[1], off[1])
+            k0 = _node_weights(queries[p, 2], origin[2], side, inv_two_var, a[2], off[2])
             total[:] = 0.0
             total_x[:] = 0.0
             total_y[:] = 0.0
-            for i in range(NODES):
+            for i in range(nodes):
                 row_sum[:] = 0.0
                 row_sum_y[:] = 0.0
-                for j in range(NODES):
+                for j in range(nodes):
                     f = np.float32(a[0, i] * a[1, j])
                     fy = np.float32(a[0, i] * a[1, j] * off[1, j])
-                    row = grid[i0 + i, j0 + j, 4 * k0 : 4 * (k0 + NODES)]
-                    for t in range(4 * NODES):
+                    row = grid[i0 + i, j0 + j, 4 * k0 : 4 * (k0 + nodes)]
+                    for t in range(4 * nodes):
                         row_sum[t] += f * row[t]
                         row_sum_y[t] += fy * row[t]
-                for t in range(4 * NODES):
+                for t in range(4 * nodes):
                     total[t] += row_sum[t]
                     total_x[t] += off[0, i] * row_sum[t]
                     total_y[t] += row_sum_y[t]
@@ -202,7 +225,7 @@ def _gather(counter, queries, origin, grid, out, n_chunks):
             m0 = 0.0
             m1 = 0.0
             m2 = 0.0
-            for k in range(NODES):
+            for k in range(nodes):
                 weight = total[4 * k]
                 s += a[2, k] * weight
                 m0 += a[2, k] * (total[4 * k + 1] + total_x[4 * k])
@@ -254,7 +277,35 @@ def _convolve_axis(counter, src, dst, gauss, moment, axis):
                 out[t] = acc[t]
 
 
-def _convolve(grid, scratch):
+# every grid has kernels of its own, in which the loops over its nodes have a known
+# length (a third faster than with the length an argument)
+_FINE_NODES, _COARSE_NODES = FINE.nodes, COARSE.nodes
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _spread_fine(counter, points, weights, origin, grids, n_chunks, side, spread):
+    _spread(counter, points, weights, origin, grids, n_chunks, side, spread, _FINE_NODES)
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _spread_coarse(counter, points, weights, origin, grids, n_chunks, side, spread):
+    _spread(counter, points, weights, origin, grids, n_chunks, side, spread, _COARSE_NODES)
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _gather_fine(counter, queries, origin, grid, out, n_chunks, side, spread):
+    _gather(counter, queries, origin, grid, out, n_chunks, side, spread, _FINE_NODES)
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def _gather_coarse(counter, queries, origin, grid, out, n_chunks, side, spread):
+    _gather(counter, queries, origin, grid, out, n_chunks, side, spread, _COARSE_NODES)
+
+
+_KERNELS = {FINE: (_spread_fine, _gather_fine), COARSE: (_spread_coarse, _gather_coarse)}
+
+
+def _convolve(grid, scratch, spec):
     """The spread grid convolved, in ``grid`` or ``scratch`` (returned): weights ``G_c *
     W`` and moments ``G_c * D_d + (G_c t)_d * W`` (``(G_c t)_d`` along axis ``d``, ``G_c``
     along the others).
@@ -263,7 +314,7 @@ def _convolve(grid, scratch):
     axes done so far, the moment along axis ``d`` takes ``(G_c t)`` of weights that
     already hold ``G_c`` along the axes before ``d``, and ``G_c`` along those after.
     """
-    gauss, moment = (kernel.astype(np.float32) for kernel in _conv_kernels())
+    gauss, moment = (kernel.astype(np.float32) for kernel in _conv_kernels(spec))
     src, dst = grid, scratch
     for axis in range(3):
         in_threads(_convolve_axis, len(grid), src, dst, gauss, moment, axis)
@@ -271,7 +322,7 @@ def _convolve(grid, scratch):
     return src
 
 
-def grid_means(queries, sources, weights):
+def grid_means(queries, sources, weights, spec=FINE):
     """Gaussian-weighted means of ``sources`` seen from every query, on the grid.
 
     Parameters
@@ -282,6 +333,8 @@ def grid_means(queries, sources, weights):
         Positions in bandwidths, float64.
     weights : ndarray of shape (m,)
         Positive weight of every source.
+    spec : GridSpec, default=FINE
+        How finely the grid samples the Gaussian.
 
     Returns
     -------
@@ -290,18 +343,21 @@ def grid_means(queries, sources, weights):
     """
     lo = np.minimum(queries.min(axis=0), sources.min(axis=0))
     hi = np.maximum(queries.max(axis=0), sources.max(axis=0))
-    origin, shape = grid_shape(lo, hi)
+    origin, shape = grid_shape(lo, hi, spec)
     # zeroed here rather than by np.zeros, whose fresh pages the spreading threads would
     # fault in concurrently (a fifth of the spreading's time on 2 cores)
     grids = np.empty((SPREAD_CHUNKS, shape[0], shape[1], 4 * shape[2]), dtype=np.float32)
     grids.fill(0.0)
-    in_threads(_spread, SPREAD_CHUNKS, sources, weights, origin, grids, SPREAD_CHUNKS)
+    spread, gather = _KERNELS[spec]
+    sampling = (spec.side, spec.spread)
+    in_threads(spread, SPREAD_CHUNKS, sources, weights, origin, grids, SPREAD_CHUNKS, *sampling)
     grid = grids[0]
     for chunk in grids[1:]:
         grid += chunk
     # the other chunks' grids serve as the convolution's second buffer (every pass
     # writes all of it)
-    convolved = _convolve(grid, grids[1] if SPREAD_CHUNKS > 1 else np.empty_like(grid))
+    scratch = grids[1] if SPREAD_CHUNKS > 1 else np.empty_like(grid)
+    convolved = _convolve(grid, scratch, spec)
     out = np.empty((len(queries), 3))
-    in_threads(_gather, GATHER_CHUNKS, queries, origin, convolved, out, GATHER_CHUNKS)
+    in_threads(gather, GATHER_CHUNKS, queries, origin, convolved, out, GATHER_CHUNKS, *sampling)
     return out
