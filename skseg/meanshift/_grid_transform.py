@@ -118,11 +118,17 @@ def grid_cost(n_queries, n_sources, lo, hi, spec):
 
 
 @njit(inline="always")
+def _first_node(p, origin, side, nodes):
+    """Index of the first of the ``nodes`` nodes around ``p`` along one axis."""
+    return int(math.floor((p - origin) / side - (nodes - 2) / 2))
+
+
+@njit(inline="always")
 def _node_weights(p, origin, side, inv_two_var, weights, offsets):
     """First node (index) of ``p``'s nodes along one axis (as many as ``weights``
     holds), with the Gaussian weight ``G_a(g - p)`` and the offset ``g - p`` of each."""
     nodes = len(weights)
-    first = int(math.floor((p - origin) / side - (nodes - 2) / 2))
+    first = _first_node(p, origin, side, nodes)
     for k in range(nodes):
         d = origin + (first + k) * side - p
         offsets[k] = d
@@ -237,44 +243,118 @@ def _gather(counter, queries, origin, grid, out, n_chunks, side, spread, nodes):
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
-def _convolve_axis(counter, src, dst, gauss, moment, axis):
+def _convolve_axis(counter, src, dst, gauss, moment, axis, spans, in_spans):
     """One axis of the convolution, rows ``i`` of the first axis handed out one at a
     time: every channel takes ``G_c``, and the moment along ``axis`` also takes
-    ``G_c(t) t`` of the weights (``moment``). Whole rows of the last axis (four channels
-    side by side) are added at once; the grid outside holds zeros."""
-    n0, n1, width = src.shape
-    n2 = width // 4
+    ``G_c(t) t`` of the weights (``moment``).
+
+    Row ``(i, j)`` of the last axis is computed on its nodes ``spans[0, i, j] <= k <
+    spans[1, i, j]`` only (none where the span is empty), from the nodes of ``src``'s rows
+    within ``in_spans``: the caller knows ``src`` to hold zeros outside them, or no node
+    that this pass needs. Stretches of a row (four channels side by side) are added at
+    once.
+    """
+    n0, n1, _ = src.shape
     half = (len(gauss) - 1) // 2
     lane = 1 + axis
-    acc = np.empty(width, dtype=np.float32)
+    acc = np.empty(src.shape[2], dtype=np.float32)
     while True:
         i = _next_item(counter)
         if i >= n0:
             return
         for j in range(n1):
-            acc[:] = 0.0
+            lo, hi = spans[0, i, j], spans[1, i, j]
+            if lo >= hi:
+                continue
+            acc[4 * lo : 4 * hi] = 0.0
             if axis == 2:
                 row = src[i, j]
                 for tau in range(-half, half + 1):
                     c, e = gauss[tau + half], moment[tau + half]
-                    lo, hi = max(0, -tau), min(n2, n2 - tau)
-                    for t in range(4 * lo, 4 * hi):
+                    k0 = max(lo, in_spans[0, i, j] - tau)
+                    k1 = min(hi, in_spans[1, i, j] - tau)
+                    for t in range(4 * k0, 4 * k1):
                         acc[t] += c * row[t + 4 * tau]
-                    for k in range(lo, hi):
+                    for k in range(k0, k1):
                         acc[4 * k + lane] += e * row[4 * (k + tau)]
             else:
                 first = max(-half, -(i if axis == 0 else j))
                 last = min(half, (n0 - 1 - i) if axis == 0 else (n1 - 1 - j))
                 for tau in range(first, last + 1):
+                    ii, jj = (i + tau, j) if axis == 0 else (i, j + tau)
+                    k0 = max(lo, in_spans[0, ii, jj])
+                    k1 = min(hi, in_spans[1, ii, jj])
                     c, e = gauss[tau + half], moment[tau + half]
-                    row = src[i + tau, j] if axis == 0 else src[i, j + tau]
-                    for t in range(width):
+                    row = src[ii, jj]
+                    for t in range(4 * k0, 4 * k1):
                         acc[t] += c * row[t]
-                    for k in range(n2):
+                    for k in range(k0, k1):
                         acc[4 * k + lane] += e * row[4 * k]
             out = dst[i, j]
-            for t in range(width):
+            for t in range(4 * lo, 4 * hi):
                 out[t] = acc[t]
+
+
+@njit(cache=True)
+def _stencil_corners(points, origin, side, nodes, spans):
+    """For every row ``(i, j)`` of the grid, the span of first nodes ``k`` along the last
+    axis of the points whose stencil starts at that row (``spans`` is updated)."""
+    for p in range(points.shape[0]):
+        i = _first_node(points[p, 0], origin[0], side, nodes)
+        j = _first_node(points[p, 1], origin[1], side, nodes)
+        k = _first_node(points[p, 2], origin[2], side, nodes)
+        spans[0, i, j] = min(spans[0, i, j], k)
+        spans[1, i, j] = max(spans[1, i, j], k + nodes)
+
+
+@njit(cache=True)
+def _zero_spans(grid, spans):
+    """Zeros on the nodes of every row's span."""
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            grid[i, j, 4 * spans[0, i, j] : 4 * spans[1, i, j]] = 0.0
+
+
+@njit(cache=True)
+def _add_spans(dst, src, spans):
+    """``dst += src`` on the nodes of every row's span."""
+    for i in range(dst.shape[0]):
+        for j in range(dst.shape[1]):
+            a, b = dst[i, j], src[i, j]
+            for t in range(4 * spans[0, i, j], 4 * spans[1, i, j]):
+                a[t] += b[t]
+
+
+#: start of an empty span (its end is 0)
+_EMPTY = 2**40
+
+
+def _widen(spans, axis, before, after):
+    """The union of the spans of rows ``i - before .. i + after`` along ``axis`` (0 or 1
+    for the first two axes of the grid), for every row."""
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (before, after)
+    size = before + after + 1
+    window = np.lib.stride_tricks.sliding_window_view
+    lo = window(np.pad(spans[0], pad, constant_values=_EMPTY), size, axis=axis)
+    hi = window(np.pad(spans[1], pad, constant_values=0), size, axis=axis)
+    return np.stack([lo.min(axis=-1), hi.max(axis=-1)])
+
+
+def _clipped(spans, n2):
+    """Spans within the ``n2`` nodes of a row, as the kernels take them (empty ones with
+    start >= end)."""
+    return np.ascontiguousarray(np.clip(spans, 0, n2))
+
+
+def _row_spans(points, origin, shape, spec):
+    """The nodes ``spans[0, i, j] <= k < spans[1, i, j]`` of every row ``(i, j)`` that
+    the points' stencils reach."""
+    corners = np.empty((2, shape[0], shape[1]), dtype=np.int64)
+    corners[0] = _EMPTY
+    corners[1] = 0
+    _stencil_corners(points, origin, spec.side, spec.nodes, corners)
+    return _widen(_widen(corners, 0, spec.nodes - 1, 0), 1, spec.nodes - 1, 0)
 
 
 # every grid has kernels of its own, in which the loops over its nodes have a known
@@ -305,21 +385,40 @@ def _gather_coarse(counter, queries, origin, grid, out, n_chunks, side, spread):
 _KERNELS = {FINE: (_spread_fine, _gather_fine), COARSE: (_spread_coarse, _gather_coarse)}
 
 
-def _convolve(grid, scratch, spec):
-    """The spread grid convolved, in ``grid`` or ``scratch`` (returned): weights ``G_c *
-    W`` and moments ``G_c * D_d + (G_c t)_d * W`` (``(G_c t)_d`` along axis ``d``, ``G_c``
-    along the others).
+def _convolve(grid, scratch, spec, source_spans, query_spans):
+    """The spread grid convolved, in ``scratch``: weights ``G_c * W`` and moments ``G_c *
+    D_d + (G_c t)_d * W`` (``(G_c t)_d`` along axis ``d``, ``G_c`` along the others).
 
     The axes are taken in turn; as every pass leaves the weights convolved along the
     axes done so far, the moment along axis ``d`` takes ``(G_c t)`` of weights that
     already hold ``G_c`` along the axes before ``d``, and ``G_c`` along those after.
+
+    Only the nodes the queries gather from (``query_spans``) are computed, with the
+    nodes the passes before need for them, and the spread grid is read only where the
+    sources reached (``source_spans``): on a photo's colours, a third to half of the
+    grid's box.
     """
     gauss, moment = (kernel.astype(np.float32) for kernel in _conv_kernels(spec))
-    src, dst = grid, scratch
-    for axis in range(3):
-        in_threads(_convolve_axis, len(grid), src, dst, gauss, moment, axis)
-        src, dst = dst, src
-    return src
+    half = (len(gauss) - 1) // 2
+    n2 = grid.shape[2] // 4
+    # what each pass must compute, from the last back: the queries' nodes, those within
+    # reach of them along the last axis, then along the second
+    last = query_spans
+    reached = query_spans[0] < query_spans[1]
+    middle = np.where(reached, query_spans + np.array([-half, half])[:, None, None], query_spans)
+    first = _widen(middle, 1, half, half)
+    # where each pass's input may be nonzero: the sources' nodes, then those within
+    # reach of them along the first axis
+    after_first = _widen(source_spans, 0, half, half)
+    passes = [
+        (grid, scratch, first, source_spans),
+        (scratch, grid, middle, after_first),
+        (grid, scratch, last, middle),
+    ]
+    for axis, (src, dst, spans, in_spans) in enumerate(passes):
+        spans, in_spans = _clipped(spans, n2), _clipped(in_spans, n2)
+        in_threads(_convolve_axis, len(grid), src, dst, gauss, moment, axis, spans, in_spans)
+    return scratch
 
 
 def grid_means(queries, sources, weights, spec=FINE):
@@ -344,20 +443,23 @@ def grid_means(queries, sources, weights, spec=FINE):
     lo = np.minimum(queries.min(axis=0), sources.min(axis=0))
     hi = np.maximum(queries.max(axis=0), sources.max(axis=0))
     origin, shape = grid_shape(lo, hi, spec)
-    # zeroed here rather than by np.zeros, whose fresh pages the spreading threads would
-    # fault in concurrently (a fifth of the spreading's time on 2 cores)
+    source_spans = _row_spans(sources, origin, shape, spec)
+    query_spans = _row_spans(queries, origin, shape, spec)
+    # only the nodes the sources reach are zeroed, here rather than by the spreading
+    # threads, which would fault in fresh pages concurrently (a fifth of the spreading's
+    # time on 2 cores)
     grids = np.empty((SPREAD_CHUNKS, shape[0], shape[1], 4 * shape[2]), dtype=np.float32)
-    grids.fill(0.0)
+    for chunk in grids:
+        _zero_spans(chunk, source_spans)
     spread, gather = _KERNELS[spec]
     sampling = (spec.side, spec.spread)
     in_threads(spread, SPREAD_CHUNKS, sources, weights, origin, grids, SPREAD_CHUNKS, *sampling)
     grid = grids[0]
     for chunk in grids[1:]:
-        grid += chunk
-    # the other chunks' grids serve as the convolution's second buffer (every pass
-    # writes all of it)
+        _add_spans(grid, chunk, source_spans)
+    # the other chunks' grids serve as the convolution's second buffer
     scratch = grids[1] if SPREAD_CHUNKS > 1 else np.empty_like(grid)
-    convolved = _convolve(grid, scratch, spec)
+    convolved = _convolve(grid, scratch, spec, source_spans, query_spans)
     out = np.empty((len(queries), 3))
     in_threads(gather, GATHER_CHUNKS, queries, origin, convolved, out, GATHER_CHUNKS, *sampling)
     return out
