@@ -88,6 +88,21 @@ def test_grid_means_against_brute_force(points, duplicate, shrink, grid):
 
 
 @GRIDS
+def test_grid_means_read_only_nodes_they_wrote(grid, monkeypatch):
+    # the grids are left uninitialised outside the nodes the points reach: a NaN read
+    # from there would spoil the means
+    def nan_filled(shape):
+        return np.full(shape, np.nan, dtype=np.float32)
+
+    monkeypatch.setattr(grid_transform, "_uninitialised", nan_filled)
+    sources = _dense_cloud(3000)
+    queries = sources[::7] + np.random.default_rng(5).normal(scale=0.5, size=(len(sources[::7]), 3))
+    weights = np.ones(len(sources))
+    got = grid_transform.grid_means(queries, sources, weights, grid)
+    assert np.abs(got - _dense_offsets(queries, sources, weights)).max() <= GRID_ERROR[grid]
+
+
+@GRIDS
 def test_grid_means_are_deterministic_whatever_the_threads(grid):
     points = _dense_cloud(4000)
     weights = np.ones(len(points))

@@ -421,6 +421,11 @@ def _convolve(grid, scratch, spec, source_spans, query_spans):
     return scratch
 
 
+def _uninitialised(shape):
+    """A float32 array of ``shape``; only the nodes a step reaches are ever written or read."""
+    return np.empty(shape, dtype=np.float32)
+
+
 def grid_means(queries, sources, weights, spec=FINE):
     """Gaussian-weighted means of ``sources`` seen from every query, on the grid.
 
@@ -448,7 +453,7 @@ def grid_means(queries, sources, weights, spec=FINE):
     # only the nodes the sources reach are zeroed, here rather than by the spreading
     # threads, which would fault in fresh pages concurrently (a fifth of the spreading's
     # time on 2 cores)
-    grids = np.empty((SPREAD_CHUNKS, shape[0], shape[1], 4 * shape[2]), dtype=np.float32)
+    grids = _uninitialised((SPREAD_CHUNKS, shape[0], shape[1], 4 * shape[2]))
     for chunk in grids:
         _zero_spans(chunk, source_spans)
     spread, gather = _KERNELS[spec]
@@ -458,7 +463,7 @@ def grid_means(queries, sources, weights, spec=FINE):
     for chunk in grids[1:]:
         _add_spans(grid, chunk, source_spans)
     # the other chunks' grids serve as the convolution's second buffer
-    scratch = grids[1] if SPREAD_CHUNKS > 1 else np.empty_like(grid)
+    scratch = grids[1] if SPREAD_CHUNKS > 1 else _uninitialised(grid.shape)
     convolved = _convolve(grid, scratch, spec, source_spans, query_spans)
     out = np.empty((len(queries), 3))
     in_threads(gather, GATHER_CHUNKS, queries, origin, convolved, out, GATHER_CHUNKS, *sampling)
