@@ -124,9 +124,26 @@ def _scaled(points):
 
 def _takes_grid(points, dtype=torch.float32):
     tensor = _scaled(points).to(dtype)
-    tree = backend._Tree(tensor, torch.ones(len(points), dtype=dtype))
-    ptr, leaves, _, _ = backend.leaf_lists(tree, tree, backend.prune_tolerance(dtype))
-    return backend.takes_grid(tensor, tensor, tree, tree, ptr, leaves)
+    weights = torch.ones(len(points), dtype=dtype)
+    return backend.takes_grid(tensor, tensor, weights, backend.prune_tolerance(dtype), same=True)
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_listed_pairs_estimate_the_full_lists(same):
+    # the grid is chosen on an estimate from a sample; against the pairs of the full lists
+    points = _dense_cloud(40_000)
+    sources = _scaled(points)
+    queries = sources if same else _scaled(points[::3] + 0.1)
+    counts = np.random.default_rng(6).integers(1, 4, len(points))
+    weights = torch.as_tensor(counts, dtype=torch.float32)
+    tolerance = backend.prune_tolerance(torch.float32)
+    src = backend._Tree(sources, weights)
+    qry = src if same else backend._Tree(queries, torch.ones(len(queries)))
+    ptr, leaves, _, _ = backend.leaf_lists(qry, src, tolerance, own_weight=same)
+    sizes = np.diff(qry.starts)[np.repeat(np.arange(len(qry)), np.diff(ptr))]
+    full = float(np.dot(sizes, np.diff(src.starts)[leaves]))
+    estimate = backend.listed_pairs(queries, sources, weights, tolerance, same=same)
+    assert 0.8 * full <= estimate <= 1.25 * full
 
 
 def test_the_grid_takes_dense_float32_colours_only():
