@@ -129,10 +129,17 @@ def _node_weights(p, origin, side, inv_two_var, weights, offsets):
     holds), with the Gaussian weight ``G_a(g - p)`` and the offset ``g - p`` of each."""
     nodes = len(weights)
     first = _first_node(p, origin, side, nodes)
+    # three exponentials rather than one a node: from each node to the next the weight
+    # changes by a ratio that itself changes by a fixed factor
+    d = origin + first * side - p
+    weight = math.exp(-d * d * inv_two_var)
+    ratio = math.exp(-(2.0 * d + side) * side * inv_two_var)
+    factor = math.exp(-2.0 * side * side * inv_two_var)
     for k in range(nodes):
-        d = origin + (first + k) * side - p
-        offsets[k] = d
-        weights[k] = math.exp(-d * d * inv_two_var)
+        offsets[k] = origin + (first + k) * side - p
+        weights[k] = weight
+        weight *= ratio
+        ratio *= factor
     return first
 
 
