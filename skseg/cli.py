@@ -64,7 +64,7 @@ def _segment(args):
         notice = threading.Timer(
             COMPILE_NOTICE_AFTER,
             print,
-            ["compiling the mean-shift kernels (first use only, about 25 s on 2 cores)"],
+            ["compiling the mean-shift kernels (first use only, about 30 s on 2 cores)"],
             {"flush": True},
         )
         notice.start()

@@ -619,7 +619,7 @@ def compile_kernels(dtypes=("float32",)):
     machine code, keyed by the CPU, in the package's ``__pycache__`` folders (in the
     user's cache folder, ``~/.cache/numba`` on Linux, when those cannot be written; in
     ``NUMBA_CACHE_DIR`` when that is set). The first fit in an environment therefore
-    spends about 25 seconds compiling on 2 cores (7 more for float64); later fits, in any
+    spends about 30 seconds compiling on 2 cores (7 more for float64); later fits, in any
     process, load the cache in under a second. Call this once where that wait should not
     fall on a user: when building a container image or an environment, or before timing
     a fit. ``make install`` does.

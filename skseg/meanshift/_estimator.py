@@ -178,7 +178,7 @@ class MeanShiftSegmenter(ClusterMixin, OneToOneFeatureMixin, TransformerMixin, B
        a time comes from a matrix product and is reduced by a second one; memory never
        exceeds one ``batch_size x 8192`` block.
 
-    numba compiles the CPU kernels the first time they run in an environment (about 25 s
+    numba compiles the CPU kernels the first time they run in an environment (about 30 s
     on 2 cores, then cached for every later process);
     :func:`~skseg.meanshift.compile_kernels` does it ahead of time.
 
