@@ -29,10 +29,11 @@ tolerance of the exact one, the fourth within the error of its sampling:
    ``rows x columns`` block of exponents at a time by a matrix product and reduces it by
    a second one; the ``n x n`` weight matrix is never built.
 4. **A grid for dense colours.** A float32 step on three features whose leaf lists
-   hold so many pairs that a grid Gauss transform is estimated to be much faster
-   (:func:`takes_grid`) is done on a grid instead
-   (:mod:`skseg.meanshift._grid_transform`): fixed work per point, and an error that of
-   the grid's sampling rather than a per-query bound.
+   would hold so many pairs (:func:`listed_pairs` counts them on a sample) that a grid
+   Gauss transform is estimated to be much faster (:func:`takes_grid`) is done on a
+   grid instead (:mod:`skseg.meanshift._grid_transform`), without trees or lists: fixed
+   work per point, and an error that of the grid's sampling rather than a per-query
+   bound.
 """
 
 from __future__ import annotations
