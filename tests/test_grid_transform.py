@@ -176,6 +176,27 @@ def test_grid_steps_agree_with_float64(monkeypatch):
     assert len(float32.cluster_centers_) == len(float64.cluster_centers_)
 
 
+def test_standard_algorithm_on_the_grid_agrees_with_the_direct_sums(monkeypatch):
+    # queries apart from the sources in every step; the direct kernels, which the other
+    # tests check against float64, are the reference (float64 takes minutes here)
+    X = _dense_cloud(20_000, seed=4) * 2.5 + [50.0, 0.0, 0.0]
+    calls = []
+    grid_means = grid_transform.grid_means
+
+    def counting(*args):
+        calls.append(len(args[0]))
+        return grid_means(*args)
+
+    monkeypatch.setattr(grid_transform, "grid_means", counting)
+    on_grid = MeanShiftSegmenter(device="cpu", algorithm="standard").fit(X)
+    assert calls, "the test must exercise the grid"
+    monkeypatch.setattr(backend, "takes_grid", lambda *args, **kwargs: False)
+    direct = MeanShiftSegmenter(device="cpu", algorithm="standard").fit(X)
+    diff = np.abs(on_grid.shifted_points_ - direct.shifted_points_).max(axis=1)
+    assert (diff <= 5e-2).mean() >= 0.9999
+    assert len(on_grid.cluster_centers_) == len(direct.cluster_centers_)
+
+
 @pytest.mark.parametrize("n_features", [2, 5])
 def test_other_feature_counts_take_the_direct_sums(n_features):
     assert not _takes_grid(np.random.default_rng(0).normal(size=(20_000, n_features)))
