@@ -69,7 +69,8 @@ class GridSpec(NamedTuple):
 #: it only where it is estimated 1.5 times as fast: its error, that of its sampling, is
 #: a few times the direct kernels' bound.
 FINE = GridSpec(side=0.5, spread=0.45, nodes=10, min_speedup=1.5)
-#: the grid mode's (``algorithm="grid"``): off by at most about ``5e-5``
+#: the grid mode's (``algorithm="grid"``): each pair's weight is off by at most about
+#: ``5e-5`` of a coincident pair's along each axis, for half of the work per point
 COARSE = GridSpec(side=0.55, spread=0.5, nodes=8)
 #: features the grid handles
 N_FEATURES = 3
