@@ -85,7 +85,9 @@ GATHER_CHUNKS = 64
 #: seconds per multiply-add of :func:`grid_cost` and per listed pair of the direct
 #: kernels. Medians over the steps of three photos on 2 AMD EPYC cores with AVX2: 0.16 to
 #: 0.18 ns per operation on the fine grid, 0.20 to 0.22 on the coarse one, 0.27 to 0.28
-#: per pair; the rounding up leaves a step near the threshold to the direct kernels.
+#: per pair in the exact mode and 0.21 to 0.24 in the grid mode (looser pruning). The
+#: exact mode's choice thus leans about a fifth toward the direct kernels, the grid
+#: mode's about as much toward the grid.
 SECONDS_PER_GRID_OP = 0.22e-9
 SECONDS_PER_PAIR = 0.29e-9
 
