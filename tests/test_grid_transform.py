@@ -155,21 +155,26 @@ def test_the_grid_takes_dense_float32_colours_only():
     assert not _takes_grid(spread_out)
 
 
+def _record_grids(monkeypatch):
+    """The grid of every later call of ``grid_means``, in a list that fills as they come."""
+    grids = []
+    grid_means = grid_transform.grid_means
+
+    def recording(queries, sources, weights, grid):
+        grids.append(grid)
+        return grid_means(queries, sources, weights, grid)
+
+    monkeypatch.setattr(grid_transform, "grid_means", recording)
+    return grids
+
+
 def test_grid_steps_agree_with_float64(monkeypatch):
     # a whole fit whose dense first steps take the grid, against the float64 mode (which
     # the other tests check against a plain per-point loop)
     X = _dense_cloud(40_000, seed=4) * 2.5 + [50.0, 0.0, 0.0]
-    calls = []
-    grid_means = grid_transform.grid_means
-
-    def counting(*args):
-        calls.append(len(args[0]))
-        return grid_means(*args)
-
-    monkeypatch.setattr(grid_transform, "grid_means", counting)
+    grids = _record_grids(monkeypatch)
     float32 = MeanShiftSegmenter(device="cpu").fit(X)
-    assert calls, "the test must exercise the grid"
-    monkeypatch.setattr(grid_transform, "grid_means", grid_means)
+    assert grids, "the test must exercise the grid"
     float64 = MeanShiftSegmenter(device="cpu", dtype="float64").fit(X)
     diff = np.abs(float32.shifted_points_ - float64.shifted_points_).max(axis=1)
     assert (diff <= 5e-2).mean() >= 0.9999
@@ -180,16 +185,9 @@ def test_standard_algorithm_on_the_grid_agrees_with_the_direct_sums(monkeypatch)
     # queries apart from the sources in every step; the direct kernels, which the other
     # tests check against float64, are the reference (float64 takes minutes here)
     X = _dense_cloud(20_000, seed=4) * 2.5 + [50.0, 0.0, 0.0]
-    calls = []
-    grid_means = grid_transform.grid_means
-
-    def counting(*args):
-        calls.append(len(args[0]))
-        return grid_means(*args)
-
-    monkeypatch.setattr(grid_transform, "grid_means", counting)
+    grids = _record_grids(monkeypatch)
     on_grid = MeanShiftSegmenter(device="cpu", algorithm="standard").fit(X)
-    assert calls, "the test must exercise the grid"
+    assert grids, "the test must exercise the grid"
     monkeypatch.setattr(backend, "takes_grid", lambda *args, **kwargs: False)
     direct = MeanShiftSegmenter(device="cpu", algorithm="standard").fit(X)
     diff = np.abs(on_grid.shifted_points_ - direct.shifted_points_).max(axis=1)
@@ -203,14 +201,7 @@ def test_other_feature_counts_take_the_direct_sums(n_features):
 
 
 def test_grid_mode_takes_the_coarse_grid(monkeypatch):
-    grids = []
-    grid_means = grid_transform.grid_means
-
-    def recording(queries, sources, weights, grid):
-        grids.append(grid)
-        return grid_means(queries, sources, weights, grid)
-
-    monkeypatch.setattr(grid_transform, "grid_means", recording)
+    grids = _record_grids(monkeypatch)
     X = _dense_cloud(40_000, seed=4) * 2.5
     MeanShiftSegmenter(algorithm="grid", device="cpu").fit(X)
     assert grids and set(grids) == {grid_transform.COARSE}
