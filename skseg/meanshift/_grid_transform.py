@@ -463,7 +463,8 @@ def grid_means(queries, sources, weights, spec=FINE):
     hi = np.maximum(queries.max(axis=0), sources.max(axis=0))
     origin, shape = grid_shape(lo, hi, spec)
     source_spans = _row_spans(sources, origin, shape, spec)
-    query_spans = _row_spans(queries, origin, shape, spec)
+    # a blurring step passes the same array twice: its spans once
+    query_spans = source_spans if queries is sources else _row_spans(queries, origin, shape, spec)
     # only the nodes the sources reach are zeroed, here rather than by the spreading
     # threads, which would fault in fresh pages concurrently (a fifth of the spreading's
     # time on 2 cores)
