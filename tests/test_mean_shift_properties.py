@@ -266,6 +266,24 @@ def test_row_groups_partition_rows_like_numpy(keys):
 @SETTINGS
 @given(
     arrays(
+        st.sampled_from([np.float32, np.float64]),
+        st.tuples(st.integers(0, 60), st.integers(1, 5)),
+        elements=st.floats(-(2.0**100), 2.0**100, width=32),
+    )
+)
+def test_bounding_box_matches_numpy(points):
+    lo, hi = kernels.bounding_box(points)
+    if len(points):
+        np.testing.assert_array_equal(lo, points.min(axis=0))
+        np.testing.assert_array_equal(hi, points.max(axis=0))
+    else:  # the identities of min and max
+        assert (lo == np.inf).all() and (hi == -np.inf).all()
+    assert lo.dtype == hi.dtype == np.float64
+
+
+@SETTINGS
+@given(
+    arrays(
         np.float64,
         st.tuples(st.integers(1, 60), st.integers(1, 4)),
         # few values, so that rows repeat; signed zeros, extremes and a subnormal

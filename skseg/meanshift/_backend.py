@@ -548,7 +548,8 @@ def run_mean_shift(
     unique, unique_inverse, counts = unique_rows(X)
     # centred on the middle of the data's box (halves first: no overflow near the
     # largest floats); what cannot be represented is caught below
-    origin = unique.min(axis=0) / 2 + unique.max(axis=0) / 2
+    low, high = kernels.bounding_box(unique)
+    origin = low / 2 + high / 2
     inverse = torch.as_tensor(unique_inverse, device=device)
     with np.errstate(over="ignore", invalid="ignore"):
         points = torch.as_tensor((unique - origin) / scale, dtype=dtype, device=device)
@@ -556,7 +557,7 @@ def run_mean_shift(
     limit = math.sqrt(torch.finfo(dtype).max) / (4 * math.sqrt(X.shape[1]))
     if not torch.isfinite(points).all() or points.abs().max() > limit:
         with np.errstate(over="ignore"):
-            span = float(np.max(unique.max(axis=0) - unique.min(axis=0)))
+            span = float(np.max(high - low))
         name, or_float64 = _name_and_remedy(dtype)
         raise ValueError(
             f"bandwidth={bandwidth:g} is too small for {name}: the data span {span:g} in one "

@@ -45,7 +45,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._kernels import _next_item, in_threads
+from ._kernels import _next_item, bounding_box, in_threads
 
 
 class GridSpec(NamedTuple):
@@ -459,8 +459,10 @@ def grid_means(queries, sources, weights, spec=FINE):
     ndarray of shape (n, 3)
         The weighted mean of the sources minus the query, for every query, in bandwidths.
     """
-    lo = np.minimum(queries.min(axis=0), sources.min(axis=0))
-    hi = np.maximum(queries.max(axis=0), sources.max(axis=0))
+    lo, hi = bounding_box(queries)
+    if sources is not queries:
+        source_lo, source_hi = bounding_box(sources)
+        lo, hi = np.minimum(lo, source_lo), np.maximum(hi, source_hi)
     origin, shape = grid_shape(lo, hi, spec)
     source_spans = _row_spans(sources, origin, shape, spec)
     # a blurring step passes the same array twice: its spans once
