@@ -7,9 +7,9 @@ and 2 (15,000, 60,000, 240,000 and 960,000 pixels). Methods:
   20 steps, float32) and ``algorithm="grid"`` (approximate);
 - skseg exact in float64 (the reference the float32 rows are compared with; the test
   suite checks float64 against a plain per-point loop of the algorithm);
-- skseg exact and grid on joint spatial-range features
-  (``rgb_to_features(image, spatial_scale=0.1)``: CIELAB and pixel position, 5-D), up to
-  240,000 pixels;
+- skseg exact and grid (at the default cells and at ``grid_cell=0.5``) on joint
+  spatial-range features (``rgb_to_features(image, spatial_scale=0.1)``: CIELAB and
+  pixel position, 5-D), up to 240,000 pixels;
 - scikit-learn ``MeanShift(bandwidth=2.5, bin_seeding=True, max_iter=20, n_jobs=2)``
   (flat kernel);
 - OpenCV ``pyrMeanShiftFiltering(sp=10, sr=10)`` on the RGB photo, when ``cv2`` is
@@ -344,6 +344,7 @@ def coffee_table(others, *, quick, fresh):
         "skseg grid (approximate)": "skseg-grid-float32",
         "skseg exact, 5-D (colour and position)": "skseg-blurring5-float32",
         "skseg grid, 5-D": "skseg-grid5-float32",
+        "skseg grid, 5-D, grid_cell=0.5": "skseg-grid5@0.5-float32",
         **others,
     }
     stats = {name: {} for name in methods}
