@@ -9,7 +9,7 @@ and 2 (15,000, 60,000, 240,000 and 960,000 pixels). Methods:
   suite checks float64 against a plain per-point loop of the algorithm);
 - skseg exact and grid (at the default cells and at ``grid_cell=0.5``) on joint
   spatial-range features (``rgb_to_features(image, spatial_scale=0.1)``: CIELAB and
-  pixel position, 5-D), up to 240,000 pixels;
+  pixel position, 5-D);
 - scikit-learn ``MeanShift(bandwidth=2.5, bin_seeding=True, max_iter=20, n_jobs=2)``
   (flat kernel);
 - OpenCV ``pyrMeanShiftFiltering(sp=10, sr=10)`` on the RGB photo, when ``cv2`` is
@@ -57,8 +57,8 @@ BANDWIDTH, STEPS = 2.5, 20
 SCALES = {15_000: 0.25, 60_000: 0.5, 240_000: 1.0, 960_000: 2.0}
 #: float64 runs beyond this many pixels are skipped (minutes each on 2 cores)
 FLOAT64_UP_TO = 240_000
-#: the 5-D rows stop here, and their float64 references earlier
-FIVE_D_UP_TO, FIVE_D_FLOAT64_UP_TO = 240_000, 60_000
+#: the 5-D float64 references stop here
+FIVE_D_FLOAT64_UP_TO = 60_000
 SPATIAL_SCALE = 0.1
 WITHIN = 5e-2
 #: scikit-image photos (bundled, no download) and the factor each is rescaled by
@@ -356,9 +356,6 @@ def coffee_table(others, *, quick, fresh):
             if n <= up_to and (fresh or not cached):
                 measure(reference, str(n))
         for name, method in methods.items():
-            if "5-" in method and n > FIVE_D_UP_TO:
-                stats[name][n] = "skipped"
-                continue
             stats[name][n] = measure(method, str(n))
             seconds = stats[name][n]["seconds"] if stats[name][n] else float("nan")
             print(f"  {name:<45} {n:>9,} px {seconds:8.2f} s", file=sys.stderr, flush=True)
@@ -367,8 +364,6 @@ def coffee_table(others, *, quick, fresh):
         s = stats[name][n]
         if s is None:
             return "failed"
-        if s == "skipped":
-            return "-"
         text = f"{s['seconds']:.2f} s, {s['peak_mb']:.0f} MB"
         if s["segments"] is not None:
             text += f", {s['segments']} segments"
@@ -405,7 +400,7 @@ def coffee_table(others, *, quick, fresh):
     write_table(TABLE, rows, columns, header)
     plot(
         {
-            name: {n: s["seconds"] for n, s in stats[name].items() if s and s != "skipped"}
+            name: {n: s["seconds"] for n, s in stats[name].items() if s}
             for name in methods
         },
         sizes,
