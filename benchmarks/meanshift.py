@@ -31,7 +31,8 @@ pixels, log-log).
 
 Usage::
 
-    python benchmarks/meanshift.py            # both tables (about 45 minutes on 2 cores)
+    python benchmarks/meanshift.py            # both tables (about 20 minutes on 2 cores)
+    python benchmarks/meanshift.py --fresh    # the same, recomputing the cached float64 references
     python benchmarks/meanshift.py --quick    # coffee at 15,000 and 60,000 pixels only
     python benchmarks/meanshift.py --photos   # the second table only
 """
