@@ -260,8 +260,11 @@ def takes_grid(queries, sources, weights, tolerance, *, same, grid=grid_transfor
     ):
         return False
     root2 = math.sqrt(2.0)
-    lo = torch.minimum(queries.min(dim=0).values, sources.min(dim=0).values).numpy() * root2
-    hi = torch.maximum(queries.max(dim=0).values, sources.max(dim=0).values).numpy() * root2
+    lo, hi = queries.min(dim=0).values, queries.max(dim=0).values
+    if sources is not queries:  # a blurring step passes one tensor twice: its box once
+        lo = torch.minimum(lo, sources.min(dim=0).values)
+        hi = torch.maximum(hi, sources.max(dim=0).values)
+    lo, hi = lo.numpy() * root2, hi.numpy() * root2
     grid_ops = grid_transform.grid_cost(len(queries), len(sources), lo, hi, grid)
     if grid_ops is None:
         return False
