@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -196,22 +197,6 @@ def rand_index_to_exact(method, target):
         for name in (re.sub("@[^-]*", "", method.replace("grid", "blurring")), method)
     )
     return adjusted_rand_score(exact, grid)
-
-
-def cpu_name():
-    """The CPU's model name and its widest vector extensions (Linux), for the table."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    info = {}
-    for line in lines:
-        key, _, value = line.partition(":")
-        info.setdefault(key.strip(), value.strip())
-    flags = set(info.get("flags", "").split())
-    extensions = [("avx2", "AVX2"), ("avx512f", "AVX-512"), ("amx_bf16", "AMX")]
-    features = ", ".join(name for flag, name in extensions if flag in flags) or "no AVX2"
-    return f"{info.get('model name', 'unknown CPU')} ({features})"
 
 
 def write_table(path, rows, columns, header_line):
