@@ -48,11 +48,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_name
+from _report import TABLES, cpu_name, write_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-TABLE = ROOT / "docs" / "generated_benchmarks" / "meanshift.rst"
+TABLE = TABLES / "meanshift.rst"
 PHOTOS_TABLE = TABLE.with_name("meanshift_photos.rst")
 PLOT = ROOT / "docs" / "_static" / "meanshift_scaling.png"
 BANDWIDTH, STEPS = 2.5, 20
@@ -199,15 +199,6 @@ def rand_index_to_exact(method, target):
     return adjusted_rand_score(exact, grid)
 
 
-def write_table(path, rows, columns, header_line):
-    lines = [header_line, "", ".. list-table::", "   :header-rows: 1", ""]
-    for cells in [columns, *rows]:
-        lines.append(f"   * - {cells[0]}")
-        lines.extend(f"     - {cell}" for cell in cells[1:])
-    path.parent.mkdir(exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-
-
 def machine_line():
     import torch
 
@@ -269,8 +260,7 @@ def photos_table(others, *, fresh):
         f"{PHOTOS_FLOAT64_UP_TO:,} pixels), per pixel; the grid mode's segments are "
         "compared with the exact mode's."
     )
-    write_table(PHOTOS_TABLE, rows, columns, header)
-    print(PHOTOS_TABLE.read_text())
+    write_tables(PHOTOS_TABLE, (header, columns, rows))
 
 
 def plot(times, sizes):
@@ -383,7 +373,7 @@ def coffee_table(others, *, quick, fresh):
         "mode's."
     )
     columns = ["method", *(f"{n:,} px" for n in sizes)]
-    write_table(TABLE, rows, columns, header)
+    write_tables(TABLE, (header, columns, rows))
     plot(
         {
             name: {n: s["seconds"] for n, s in stats[name].items() if s}
@@ -391,7 +381,6 @@ def coffee_table(others, *, quick, fresh):
         },
         sizes,
     )
-    print(TABLE.read_text())
 
 
 if __name__ == "__main__":

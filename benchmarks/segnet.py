@@ -1,47 +1,48 @@
-"""SegNet benchmark: training and inference throughput, and held-out mIoU over time.
+"""SegNet benchmark: throughput, the fixed-set fits and the command's recipe, in one run.
 
 Part 1 times training steps and inference of SegNetLite (width 32, depth 4, 64 x 64
 images, batch 32) with SegNet's top decoder block and with upsampled class scores
 (``top_block``), in float32 and bf16 autocast, with and without channels-last, on the
 CPU and, when torch sees one, on the CUDA GPU; ``SegNetSegmenter.predict`` beside its
 bare module under ``torch.inference_mode`` (same batch and precision); then the
-optimizer steps of AdamW and
-Muon (its Newton-Schulz iterations in float32 and in bfloat16) against the forward and
-backward pass of a batch of 16 (float32, channels-last).
-Part 2 runs the ``skseg train-segnet`` recipe as the command does (epochs sized by time),
-keeps the weights of every epoch, and afterwards scores each on images composed from
-held-out digits, against the images and training time so far.
-Part 3 (``--fixed-set``) fits ``SegNetSegmenter(random_state=0)`` with its defaults
-(three levels, one convolution at the top level and two below, 16 epochs, every
-training image trained on), with 12 epochs, with a tenth of the images held out for
-validation, and with a fourth level at 12 epochs; then, with four levels, 12 epochs and
-a tenth held out, with two convolutions at every level and with one per block: with all
-of the training augmentation, with its affine part only and without it. All fit one
-fixed set of 6,400 course-style images (every pixel with ink labelled,
-``ink_threshold=1``) and score 1,000 images composed from held-out digits; for the
-defaults it also scores the prediction with 7 test-time shifts and counts the held-out
-digits read right, apart from and touching others.
-Part 4 (``--five-minutes``) fits the same set with settings whose fit ends in about five
-minutes on 2 cores of a CPU without native bfloat16 (``max_time=290``, ``width=16``,
-``width=24, max_epochs=10``), beside the defaults.
+optimizer steps of AdamW and Muon (its Newton-Schulz iterations in float32 and in
+bfloat16) against the forward and backward pass of a batch of 16 (float32,
+channels-last).
+
+Part 2 (needs the MNIST files) fits ``SegNetSegmenter(random_state=0)`` with its
+defaults and with settings that fit in less time (:data:`FIXED_SET_RUNS`) on one fixed
+set of 6,400 course-style images (every pixel with ink labelled, ``ink_threshold=1``)
+and scores 1,000 images composed from held-out digits; for the defaults it also scores
+the prediction with 7 test-time shifts and counts the held-out digits read right, apart
+from and touching others.
+
+Part 3 (needs the MNIST files) runs the ``skseg train-segnet`` recipe as the command
+does (epochs sized by time), keeps the weights of every epoch, and afterwards scores
+each on images composed from held-out digits, against the images and training time so
+far.
+
+Every part writes its tables to ``docs/generated_benchmarks/segnet_*.rst`` (the files
+the docs' benchmarks page includes, each table headed by the machine that measured it)
+and prints them.
 
 Usage::
 
-    python benchmarks/segnet.py --data-home ../shared/data/mnist   # about 20 minutes
-    python benchmarks/segnet.py --throughput-only
-    python benchmarks/segnet.py --data-home ../shared/data/mnist --fixed-set  # 1 hour
-    python benchmarks/segnet.py --data-home ../shared/data/mnist --five-minutes  # 35 min
+    python benchmarks/segnet.py --data-home ../shared/data/mnist  # 70 min, 2 cores, AVX2
+    python benchmarks/segnet.py --throughput-only                 # part 1, 5 minutes
+    python benchmarks/segnet.py --data-home ../shared/data/mnist --fixed-set  # part 2
 """
 
 import argparse
 import time
+import warnings
 
 import numpy as np
 import torch
-from _machine import cpu_name
+from _report import TABLES, cpu_name, write_tables
 from skorch.callbacks import Callback
 
 from skseg._device import has_fast_bfloat16
+from skseg.datasets import StandInWarning
 from skseg.metrics import mean_iou
 from skseg.segnet import (
     RECIPE,
@@ -230,127 +231,109 @@ def course_sets(data_home):
     return X, y, X_val, y_val, instances
 
 
-def fit_table(runs, X, y, X_val, y_val):
-    """Fit ``SegNetSegmenter(random_state=0, **params)`` for every run, print a table row
-    each, and return the fitted models."""
-    native = "native" if has_fast_bfloat16("cpu") else "emulated"
-    print(
-        f"\n{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"bfloat16 {native}\n"
-    )
-    print("| SegNetSegmenter(random_state=0, ...) | fit (s) | epochs | validation mIoU |")
-    print("|---|---|---|---|")
-    models = []
-    for label, params in runs:
+#: the fixed-set fits of part 2: the defaults, fewer epochs, a time budget and narrower
+#: networks (the choices for a CPU that trains in float32)
+FIXED_SET_RUNS = [
+    ("defaults", {}),
+    ("``max_epochs=12``", {"max_epochs": 12}),
+    ("``max_time=290``", {"max_time": 290}),
+    ("``width=16``", {"width": 16}),
+    ("``width=24, max_epochs=10``", {"width": 24, "max_epochs": 10}),
+]
+
+
+def machine_line(device="cpu"):
+    """The device, the torch version and whether bfloat16 is native, above every table."""
+    if device == "cpu":
+        name = f"{cpu_name()}, {torch.get_num_threads()} threads"
+    else:
+        name = torch.cuda.get_device_name()
+    native = "native" if has_fast_bfloat16(device) else "emulated"
+    return f"{name}, torch {torch.__version__}, bfloat16 {native}"
+
+
+def fixed_set(data_home):
+    """Part 2: the defaults and :data:`FIXED_SET_RUNS` on one fixed set of images."""
+    X, y, X_val, y_val, instances = course_sets(data_home)
+    rows, models = [], []
+    for label, params in FIXED_SET_RUNS:
         start = time.perf_counter()
         model = SegNetSegmenter(random_state=0, verbose=0, **params).fit(X, y)
         seconds = time.perf_counter() - start
         score = mean_iou(y_val, model.predict(X_val))
-        print(f"| {label} | {seconds:.0f} | {len(model.history)} | {score:.3f} |", flush=True)
+        rows.append([label, f"{seconds:.0f}", len(model.history), f"{score:.3f}"])
+        print(" | ".join(map(str, rows[-1])), flush=True)
         models.append(model)
-    return models
-
-
-def five_minute_fits(data_home):
-    """Settings whose fit ends in about five minutes on 2 cores without native bfloat16,
-    beside the defaults."""
-    X, y, X_val, y_val, _ = course_sets(data_home)
-    runs = [
-        ("defaults", {}),
-        ("max_time=290", {"max_time": 290}),
-        ("width=16", {"width": 16}),
-        ("width=24, max_epochs=10", {"width": 24, "max_epochs": 10}),
-    ]
-    fit_table(runs, X, y, X_val, y_val)
-
-
-def fixed_set(data_home):
-    """SegNetSegmenter's defaults, then other convolutions and augmentations, on one set."""
-    X, y, X_val, y_val, instances = course_sets(data_home)
-    deeper = {"depth": 4, "max_epochs": 12}
-    held_out = {**deeper, "validation_fraction": 0.1}
-    one = {**held_out, "convs_per_block": 1}
-    runs = [
-        ("defaults", {}),
-        ("max_epochs=12", {"max_epochs": 12}),
-        ("validation_fraction=0.1", {"validation_fraction": 0.1}),
-        ("depth=4, max_epochs=12", deeper),
-        ("depth=4, max_epochs=12, validation_fraction=0.1", held_out),
-        ("the same, convs_per_block=2", {**held_out, "convs_per_block": 2}),
-        ("the same, convs_per_block=1", one),
-        ('the same, convs_per_block=1, augment="affine"', {**one, "augment": "affine"}),
-        ("the same, convs_per_block=1, augment=False", {**one, "augment": False}),
-    ]
-    defaults = fit_table(runs, X, y, X_val, y_val)[0]
-    rows = digits_read(y_val, defaults.predict(X_val), instances)
-    shifted = defaults.set_params(test_time_shifts=7).predict(X_val)
-    print(f"\nDefaults with test_time_shifts=7: validation mIoU {mean_iou(y_val, shifted):.3f}")
-    errors = sum(row[2] for row in rows.values())
-    print(
-        "\n| held-out digits, defaults | digits | read right | pixels wrong "
-        "| share of all wrong pixels |"
+    defaults = models[0]
+    digits = digits_read(y_val, defaults.predict(X_val), instances)
+    shifted = mean_iou(y_val, defaults.set_params(test_time_shifts=7).predict(X_val))
+    rows.append(["defaults, predicting with ``test_time_shifts=7``", "-", "-", f"{shifted:.3f}"])
+    where = (
+        "``SegNetSegmenter(random_state=0, ...)`` fitted on 6,400 course-style images, "
+        "scored on 1,000 images of held-out digits"
     )
-    print("|---|---|---|---|---|")
-    for name, (n_digits, right, wrong, pixels) in rows.items():
-        print(
-            f"| {name} | {n_digits} | {100 * right / n_digits:.1f} % | "
-            f"{100 * wrong / pixels:.1f} % | {100 * wrong / errors:.0f} % |"
-        )
+    columns = ["setting", "fit (s)", "epochs", "validation mean IoU"]
+    write_tables(TABLES / "segnet_fixed_set.rst", (f"{machine_line()}; {where}:", columns, rows))
+    errors = sum(row[2] for row in digits.values())
+    rows = [
+        [
+            name,
+            f"{n_digits:,}",
+            f"{100 * right / n_digits:.1f} %",
+            f"{100 * wrong / pixels:.1f} %",
+            f"{100 * wrong / errors:.0f} %",
+        ]
+        for name, (n_digits, right, wrong, pixels) in digits.items()
+    ]
+    columns = ["held-out digits", "digits", "read right", "pixels wrong"]
+    columns.append("share of all wrong pixels")
+    text = f"{machine_line()}; the defaults' model of the table above:"
+    write_tables(TABLES / "segnet_digits.rst", (text, columns, rows))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-home", default=None)
-    parser.add_argument("--throughput-only", action="store_true")
-    parser.add_argument("--fixed-set", action="store_true", help="part 3 only")
-    parser.add_argument("--five-minutes", action="store_true", help="part 4 only")
-    args = parser.parse_args()
-    if args.fixed_set:
-        fixed_set(args.data_home)
-        return
-    if args.five_minutes:
-        five_minute_fits(args.data_home)
-        return
-
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+def throughput_tables(devices):
+    """Part 1: training and inference rates, predict against the bare module, optimizers."""
+    rates, predict, optimizers = [], [], []
     for device in devices:
-        if device == "cpu":
-            name = f"CPU, {torch.get_num_threads()} threads"
-        else:
-            name = torch.cuda.get_device_name()
-        native = "native" if has_fast_bfloat16(device) else "emulated"
-        print(f"{name}, torch {torch.__version__}, bfloat16 {native}\n")
-        print("| top block | memory format | precision | training (img/s) | inference (img/s) |")
-        print("|---|---|---|---|---|")
+        rows = []
         for top_block in ("unpool", "upsample"):
             for channels_last in (False, True):
                 for bf16 in (False, True):
                     train_rate, infer_rate = throughput(channels_last, bf16, top_block, device)
-                    print(
-                        f"| {top_block} | {'channels-last' if channels_last else 'contiguous'} "
-                        f"| {'bf16 autocast' if bf16 else 'float32'} | {train_rate:.0f} | "
-                        f"{infer_rate:.0f} |",
-                        flush=True,
+                    rows.append(
+                        [
+                            top_block,
+                            "channels-last" if channels_last else "contiguous",
+                            "bf16 autocast" if bf16 else "float32",
+                            f"{train_rate:.0f}",
+                            f"{infer_rate:.0f}",
+                        ]
                     )
-        print()
+                    print(" | ".join(rows[-1]), flush=True)
+        columns = ["top block", "memory format", "precision", "training (img/s)"]
+        columns.append("inference (img/s)")
+        rates.append((f"{machine_line(device)}:", columns, rows))
         estimator, bare = predict_against_bare_module(device)
-        print("| predict, batch 32 | images/s |")
-        print("|---|---|")
-        print(f"| SegNetSegmenter.predict | {estimator:.0f} |")
-        print(f"| bare module, torch.inference_mode | {bare:.0f} |", flush=True)
-        print()
-        print("| optimizer | forward + backward, batch 16 (ms) | optimizer step (ms) |")
-        print("|---|---|---|")
+        rows = [
+            ["``SegNetSegmenter.predict``", f"{estimator:.0f}"],
+            ["bare module, ``torch.inference_mode``", f"{bare:.0f}"],
+        ]
+        predict.append((f"{machine_line(device)}:", ["predict, batch 32", "images/s"], rows))
+        rows = []
         for label, make_optimizer in OPTIMIZERS.items():
             passes, step = optimizer_step_times(make_optimizer, device)
-            print(f"| {label} | {passes:.0f} | {step:.1f} |", flush=True)
-        print()
-    if args.throughput_only:
-        return
+            rows.append([label, f"{passes:.0f}", f"{step:.1f}"])
+        columns = ["optimizer", "forward + backward, batch 16 (ms)", "optimizer step (ms)"]
+        optimizers.append((f"{machine_line(device)}:", columns, rows))
+    write_tables(TABLES / "segnet_throughput.rst", *rates)
+    write_tables(TABLES / "segnet_predict.rst", *predict)
+    write_tables(TABLES / "segnet_optimizers.rst", *optimizers)
 
-    # the run of ``skseg train-segnet`` with its defaults, epochs sized as it trains
+
+def recipe_run(data_home):
+    """Part 3: the ``skseg train-segnet`` recipe, every epoch's weights scored afterwards."""
     start = time.perf_counter()
-    digits, labels, X_test, y_test = recipe_data(args.data_home)
+    digits, labels, X_test, y_test = recipe_data(data_home)
     snapshots = EpochSnapshots()
     model = recipe_model(verbose=0, callbacks=[("snapshots", snapshots)])
     n_train, seconds = plan_training(model, digits, labels, X_test, y_test, start=start)
@@ -362,19 +345,45 @@ def main():
         model.module_.load_state_dict(weights)
         scores.append(mean_iou(y_test, model.predict(X_test)))
     scores.append(final)
-    model.module_.load_state_dict(snapshots.weights_[-1])
     sizes = model.history[:, "n_images"]
-    print(
-        f"\nrecipe: {RECIPE['epochs']} epochs, {sum(sizes)} fresh images in all (--n-train "
-        f"{','.join(map(str, sizes))}), {len(X_test)} images of held-out digits; whole "
-        f"run {whole_run:.0f} s (budget {RECIPE['time_budget']:.0f} s)\n"
+    rows = [
+        [
+            epoch + 1,
+            f"{sum(sizes[: epoch + 1]):,}",
+            f"{sum(model.history[: epoch + 1, 'dur']):.0f}",
+            f"{score:.3f}",
+        ]
+        for epoch, score in enumerate(scores)
+    ]
+    text = (
+        f"{machine_line()}; ``skseg train-segnet`` with its defaults: {len(sizes)} epochs of "
+        f"fresh compositions, ``--n-train {','.join(map(str, sizes))}``, scored on "
+        f"{len(X_test):,} images of held-out digits; whole run {whole_run:.0f} s (budget "
+        f"{RECIPE['time_budget']:.0f} s):"
     )
-    print("| epoch | images so far | training time (s) | held-out mIoU |")
-    print("|---|---|---|---|")
-    for epoch, score in enumerate(scores):
-        images = sum(sizes[: epoch + 1])
-        seconds_so_far = sum(model.history[: epoch + 1, "dur"])
-        print(f"| {epoch + 1} | {images} | {seconds_so_far:.0f} | {score:.4f} |")
+    columns = ["epoch", "images so far", "training time (s)", "held-out mean IoU"]
+    write_tables(TABLES / "segnet_recipe.rst", (text, columns, rows))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-home", default=None, help="where the MNIST IDX files are")
+    parser.add_argument("--throughput-only", action="store_true", help="part 1 only")
+    parser.add_argument("--fixed-set", action="store_true", help="part 2 only")
+    args = parser.parse_args()
+    if not args.fixed_set:
+        throughput_tables(["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    if args.throughput_only:
+        return
+    # the 8 x 8 stand-in digits would write meaningless scores into the docs
+    warnings.simplefilter("error", StandInWarning)
+    try:
+        fixed_set(args.data_home)
+        if not args.fixed_set:
+            recipe_run(args.data_home)
+    except StandInWarning as warning:
+        message = f"parts 2 and 3 need the MNIST files (--data-home): {warning}"
+        raise SystemExit(message) from None
 
 
 if __name__ == "__main__":
