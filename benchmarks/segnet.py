@@ -27,7 +27,7 @@ and prints them.
 
 Usage::
 
-    python benchmarks/segnet.py --data-home ../shared/data/mnist  # 70 min, 2 cores, AVX2
+    python benchmarks/segnet.py --data-home ../shared/data/mnist  # 80 min on 2 AVX2 cores
     python benchmarks/segnet.py --throughput-only                 # part 1, 5 minutes
     python benchmarks/segnet.py --data-home ../shared/data/mnist --fixed-set  # part 2
 """
