@@ -23,6 +23,14 @@ def cpu_name():
     return f"{info.get('model name', 'unknown CPU')} ({features})"
 
 
+def cpu_line():
+    """The CPU, the threads torch uses and torch's version: the start of every table's
+    heading."""
+    import torch  # here, so that scripts that time other processes start without it
+
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
 def write_tables(path, *tables):
     """Write reStructuredText list-tables to ``path`` and print the file.
 

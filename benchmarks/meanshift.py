@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _report import TABLES, cpu_name, write_tables
+from _report import TABLES, cpu_line, write_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -200,12 +200,9 @@ def rand_index_to_exact(method, target):
 
 
 def machine_line():
-    import torch
-
     return (
-        f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"Python {platform.python_version()}; Gaussian mean-shift with bandwidth {BANDWIDTH} "
-        f"and {STEPS} steps"
+        f"{cpu_line()}, Python {platform.python_version()}; Gaussian mean-shift with "
+        f"bandwidth {BANDWIDTH} and {STEPS} steps"
     )
 
 
