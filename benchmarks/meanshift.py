@@ -18,8 +18,9 @@ and 2 (15,000, 60,000, 240,000 and 960,000 pixels). Methods:
 A second table runs the same methods on other photos bundled with scikit-image
 (``astronaut``, ``chelsea``, ``rocket``, ``immunohistochemistry``, ``colorwheel``,
 ``retina`` downscaled to 244,000 pixels, the left view of ``stereo_motorcycle`` and
-``astronaut`` upscaled by 2 to a megapixel), with float64 references up to 400,000
-pixels.
+``astronaut`` upscaled by 2 to a megapixel, and ``astronaut`` with Gaussian noise of
+standard deviation 5 grey levels, as a camera's sensor adds), with float64 references up
+to 400,000 pixels.
 
 Every method runs in a fresh process, so its peak memory (growth of the resident set
 while it runs) is its own; a time is the fastest of three runs where one takes under
@@ -73,7 +74,11 @@ PHOTOS = {
     "retina@0.35": 0.35,
     "stereo_motorcycle": 1,
     "astronaut@2": 2,
+    "astronaut+noise": 1,
 }
+#: standard deviation, in grey levels, of the Gaussian noise a ``+noise`` photo gets
+#: (fixed seed): a camera's sensor noise, which makes most pixels' colours distinct
+NOISE = 5.0
 PHOTOS_FLOAT64_UP_TO = 400_000
 #: runs per method and image (the fastest counts) where the first run takes less than
 #: REPEAT_BELOW_S seconds; the float64 references run once
@@ -97,12 +102,16 @@ def photo_rgb(target):
         return coffee_rgb(SCALES[int(target)])
     from skimage import data, transform, util
 
-    image = getattr(data, target.split("@")[0])()
+    name, noisy = target.split("@")[0].removesuffix("+noise"), target.endswith("+noise")
+    image = getattr(data, name)()
     if isinstance(image, tuple):  # stereo_motorcycle: the left view
         image = image[0]
     image = image[..., :3]
     if PHOTOS[target] != 1:
         image = util.img_as_ubyte(transform.rescale(image, PHOTOS[target], channel_axis=-1))
+    if noisy:
+        noise = np.random.default_rng(0).normal(0.0, NOISE, image.shape)
+        image = np.clip(np.rint(image + noise), 0, 255).astype(np.uint8)
     return image
 
 
@@ -206,6 +215,11 @@ def machine_line():
     )
 
 
+def photo_name(target):
+    """How the photos table names a key of :data:`PHOTOS`."""
+    return target.replace("@", " x").replace("+noise", f" with noise (sd {NOISE:g})")
+
+
 def photos_table(others, *, fresh):
     """Time every method on :data:`PHOTOS`; exact mode against float64 where affordable."""
     methods = {
@@ -231,7 +245,7 @@ def photos_table(others, *, fresh):
             continue
         worst, share = agreement(methods["exact"], target)
         row = [
-            f"{target.replace('@', ' x')} ({pixels:,} px, {exact['colours']:,} colours)",
+            f"{photo_name(target)} ({pixels:,} px, {exact['colours']:,} colours)",
             f"{exact['seconds']:.2f} s, {exact['segments']} segments"
             + (f", {100 * share:.3f} % within {WITHIN:g}" if worst is not None else ""),
             *(
