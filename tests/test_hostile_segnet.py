@@ -2,6 +2,8 @@
 get an error that names the cause; a diverging training stops.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -103,12 +105,15 @@ def test_numpy_integers_work_as_parameters():
         (np.zeros((4, 256)), "read as 4 single pixels of 256 channels"),
         (np.full((4, 16, 16), np.nan), "NaN"),
         (np.zeros((0, 16, 16)), "0 sample"),
+        (np.full((4, 16, 16), -1e300), r"values up to 1e\+300 .* beyond the float32 range"),
     ],
 )
 def test_layout_errors_say_what_was_expected(X, message):
     y = np.zeros(X.shape[:1] + X.shape[1:3], dtype=int) if X.ndim > 2 else np.zeros(len(X), int)
-    with pytest.raises(ValueError, match=message):
-        SegNetSegmenter(**TINY).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the error alone, no numpy warning before it
+        with pytest.raises(ValueError, match=message):
+            SegNetSegmenter(**TINY).fit(X, y)
 
 
 def test_images_of_different_sizes_are_named():
@@ -252,7 +257,9 @@ def test_any_image_array_predicts_finite_labels_or_names_the_problem(X):
     except ValueError as error:
         assert any(
             word in str(error)
-            for word in ("NaN", "infinity", "0 sample", "cannot be pooled", "too small")
+            for word in (
+                "NaN", "infinity", "0 sample", "cannot be pooled", "too small", "float32 range"
+            )
         )
     else:
         assert np.isfinite(proba).all()

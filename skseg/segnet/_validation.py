@@ -56,7 +56,17 @@ def check_images(X, *, image_shape, depth):
             )
         X = img_as_float32(X)
     # scikit-learn's own checks first: sparse, complex, object, empty, NaN / inf
-    X = check_array(X, dtype=np.float32, allow_nd=True, input_name="X")
+    X = check_array(X, dtype=[np.float32, np.float64], allow_nd=True, input_name="X")
+    if X.dtype != np.float32 and X.size:
+        largest = max(-float(X.min()), float(X.max()))
+        limit = float(np.finfo(np.float32).max)
+        if largest > limit:  # the cast would make them infinite
+            raise ValueError(
+                f"X holds values up to {largest:.3g} in magnitude, beyond the float32 "
+                f"range ({limit:.3g}) that SegNetSegmenter computes in; rescale the "
+                "images, e.g. to 0-1"
+            )
+    X = X.astype(np.float32, copy=False)
     if X.ndim == 4 and X.shape[-1] in (1, 3, 4) and X.shape[1] not in (1, 3, 4):
         raise ValueError(
             f"X of shape {X.shape} looks like channels-last images (n, H, W, C); "
