@@ -282,6 +282,20 @@ def test_predict_transform_and_fit_transform_agree(coffee_lab_small):
     assert np.bincount(ms.labels_).min() > 0  # no empty segment
 
 
+def test_many_segments_are_labelled_by_their_nearest_centre():
+    # a bandwidth far below the spacing leaves every sample its own segment: more
+    # centres than _nearest compares by brute force, so the k-d tree labels them
+    rng = np.random.default_rng(0)
+    X = np.round(rng.random((1500, 3)) * 100, 1) + 1e6  # far from the origin too
+    X = np.unique(X, axis=0)
+    ms = MeanShiftSegmenter(bandwidth=1e-3, device="cpu", verbose=0).fit(X)
+    assert len(ms.cluster_centers_) == len(X)
+    Y = X + rng.normal(0, 0.2, X.shape)
+    for samples, labels in ((X, ms.labels_), (Y, ms.predict(Y))):
+        distances = ((samples[:, None, :] - ms.cluster_centers_[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(labels, distances.argmin(1))
+
+
 def test_transform_keeps_the_feature_names(coffee_lab_small):
     # transform replaces each sample by its centre, feature for feature, so the names carry
     ms = MeanShiftSegmenter(max_iter=3, device="cpu").fit(coffee_lab_small[:50])

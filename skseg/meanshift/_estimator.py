@@ -16,7 +16,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.metrics import pairwise_distances_argmin, silhouette_score
-from sklearn.neighbors import radius_neighbors_graph
+from sklearn.neighbors import KDTree, radius_neighbors_graph
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -440,17 +440,26 @@ def _threads(n_jobs, *, inline_torch):
         torch.set_num_threads(torch_threads)
 
 
+#: most centres that :func:`_nearest` compares every row with; more take a k-d tree.
+#: Measured on 2 cores: 94,000 rows against 94,000 centres (a tiny bandwidth) 0.6 s with
+#: the tree against 18 s, against 3,336 centres 0.2 s against 0.6 s, but 1,000,000 5-D
+#: rows against 577 centres 2.7 s against 1.7 s
+_BRUTE_FORCE_CENTRES = 1000
+
+
 def _nearest(X, centres):
     """Index of the nearest of ``centres`` for every row of ``X``.
 
-    Both are centred on the middle of the centres' box first: the distances come from dot
-    products, which cancel catastrophically on data far from the origin (e.g. offset by
-    ``1e10``).
+    Both are centred on the middle of the centres' box first: the brute-force distances
+    come from dot products, which cancel catastrophically on data far from the origin
+    (e.g. offset by ``1e10``).
     """
     origin = _middle(centres)
-    return pairwise_distances_argmin(
-        (X - origin).astype(X.dtype, copy=False), (centres - origin).astype(X.dtype, copy=False)
-    )
+    X = (X - origin).astype(X.dtype, copy=False)
+    centres = (centres - origin).astype(X.dtype, copy=False)
+    if len(centres) > _BRUTE_FORCE_CENTRES:
+        return KDTree(centres).query(X, return_distance=False)[:, 0]
+    return pairwise_distances_argmin(X, centres)
 
 
 def _middle(points):
