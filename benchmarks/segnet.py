@@ -255,6 +255,7 @@ def machine_line(device="cpu"):
 def fixed_set(data_home):
     """Part 2: the defaults and :data:`FIXED_SET_RUNS` on one fixed set of images."""
     X, y, X_val, y_val, instances = course_sets(data_home)
+    machine = machine_line()
     rows = []
     for label, params in FIXED_SET_RUNS:
         start = time.perf_counter()
@@ -273,7 +274,7 @@ def fixed_set(data_home):
         "scored on 1,000 images of held-out digits"
     )
     columns = ["setting", "fit (s)", "epochs", "validation mean IoU"]
-    write_tables(TABLES / "segnet_fixed_set.rst", (f"{machine_line()}; {where}:", columns, rows))
+    write_tables(TABLES / "segnet_fixed_set.rst", (f"{machine}; {where}:", columns, rows))
     errors = sum(row[2] for row in digits.values())
     rows = [
         [
@@ -288,7 +289,7 @@ def fixed_set(data_home):
     columns = [
         "held-out digits", "digits", "read right", "pixels wrong", "share of all wrong pixels"
     ]
-    text = f"{machine_line()}; the defaults' model of the table above:"
+    text = f"{machine}; the defaults' model of the table above:"
     write_tables(TABLES / "segnet_digits.rst", (text, columns, rows))
 
 
@@ -296,6 +297,7 @@ def throughput_tables(devices):
     """Part 1: training and inference rates, predict against the bare module, optimizers."""
     rates, predict, optimizers = [], [], []
     for device in devices:
+        heading = f"{machine_line(device)}:"
         rows = []
         for top_block in ("unpool", "upsample"):
             for channels_last in (False, True):
@@ -314,19 +316,19 @@ def throughput_tables(devices):
         columns = [
             "top block", "memory format", "precision", "training (img/s)", "inference (img/s)"
         ]
-        rates.append((f"{machine_line(device)}:", columns, rows))
+        rates.append((heading, columns, rows))
         estimator, bare = predict_against_bare_module(device)
         rows = [
             ["``SegNetSegmenter.predict``", f"{estimator:.0f}"],
             ["bare module, ``torch.inference_mode``", f"{bare:.0f}"],
         ]
-        predict.append((f"{machine_line(device)}:", ["predict, batch 32", "images/s"], rows))
+        predict.append((heading, ["predict, batch 32", "images/s"], rows))
         rows = []
         for label, make_optimizer in OPTIMIZERS.items():
             passes, step = optimizer_step_times(make_optimizer, device)
             rows.append([label, f"{passes:.0f}", f"{step:.1f}"])
         columns = ["optimizer", "forward + backward, batch 16 (ms)", "optimizer step (ms)"]
-        optimizers.append((f"{machine_line(device)}:", columns, rows))
+        optimizers.append((heading, columns, rows))
     write_tables(TABLES / "segnet_throughput.rst", *rates)
     write_tables(TABLES / "segnet_predict.rst", *predict)
     write_tables(TABLES / "segnet_optimizers.rst", *optimizers)
