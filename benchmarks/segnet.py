@@ -214,6 +214,12 @@ def digits_read(y_true, y_pred, instances):
     return rows
 
 
+def percent(part, whole, digits=1):
+    """``part`` as a percentage of ``whole``, or "-" where there is no whole (no digits of a
+    kind, or a model without errors)."""
+    return f"{100 * part / whole:.{digits}f} %" if whole else "-"
+
+
 def course_sets(data_home):
     """6,400 course-style training images, and 1,000 of held-out digits with instances."""
     from skseg.datasets import load_default_digits, make_multidigit_mnist, split_digits
@@ -280,9 +286,9 @@ def fixed_set(data_home):
         [
             name,
             f"{n_digits:,}",
-            f"{100 * right / n_digits:.1f} %",
-            f"{100 * wrong / pixels:.1f} %",
-            f"{100 * wrong / errors:.0f} %",
+            percent(right, n_digits),
+            percent(wrong, pixels),
+            percent(wrong, errors, digits=0),
         ]
         for name, (n_digits, right, wrong, pixels) in digits.items()
     ]
