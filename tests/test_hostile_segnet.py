@@ -231,9 +231,11 @@ def _code(path):
 def test_load_names_what_is_wrong_with_the_file(spoil, message, tmp_path, capsys):
     path = _saved_model(tmp_path)
     spoil(path)
-    with pytest.raises(ValueError, match=message):
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ValueError, match=message):
+        warnings.simplefilter("always")
         SegNetSegmenter.load(path)
     assert "this ran" not in capsys.readouterr().out
+    assert not caught, "the error alone should say what is wrong"
 
 
 def test_saved_files_keep_verbose_and_history(tmp_path):

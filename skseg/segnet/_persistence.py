@@ -10,6 +10,8 @@ corrupted and newer files with a ``ValueError`` that says which.
 import hashlib
 import json
 import math
+import os
+import zipfile
 
 import torch
 from sklearn.utils.validation import check_is_fitted
@@ -136,6 +138,13 @@ def _weights_checksum(state_dict):
 
 def _read_model_file(path):
     """The dictionary :meth:`SegNetSegmenter.save` wrote, or a ValueError saying why not."""
+    # save() writes torch's zip layout; anything else (a plain pickle, text, a truncated
+    # file) is refused here, before torch.load falls back to its legacy unpickler
+    if os.path.exists(path) and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a SegNetSegmenter model file: it is not the zip archive of "
+            "tensors that SegNetSegmenter.save writes"
+        )
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
