@@ -149,7 +149,7 @@ def _read_model_file(path):
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # truncated, not a torch file, or holding code
+    except Exception as exc:  # a zip archive that is damaged, not torch's, or holds code
         raise ValueError(
             f"{path} is not a SegNetSegmenter model file: it cannot be read as a file of "
             f"tensors and plain values ({type(exc).__name__}: {str(exc).splitlines()[0]})"
